@@ -1,0 +1,179 @@
+import csv
+
+from django.contrib import admin
+from django.http import StreamingHttpResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from .models import Patient, Prediction, Study
+from .permissions import can_review, visible_patients, visible_predictions, visible_studies
+
+
+class Echo:
+    def write(self, value):
+        return value
+
+
+class OwnedQuerysetMixin:
+    """Admin lists follow the same visibility rules as pages and API."""
+
+    visible = None
+
+    def get_queryset(self, request):
+        return type(self).visible(request.user)
+
+
+class ReviewedFilter(admin.SimpleListFilter):
+    title = "reviewed"
+    parameter_name = "reviewed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Reviewed"), ("no", "Not reviewed")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(review_verdict="")
+        if self.value() == "no":
+            return queryset.filter(review_verdict="")
+        return queryset
+
+
+@admin.register(Patient)
+class PatientAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
+    visible = staticmethod(visible_patients)
+    list_display = ["mrn", "name", "sex", "date_of_birth", "owner", "created_at"]
+    list_filter = ["sex", "owner"]
+    search_fields = ["mrn", "name"]
+
+
+@admin.register(Study)
+class StudyAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
+    visible = staticmethod(visible_studies)
+    list_display = ["id", "patient", "age_years", "view", "uploaded_by", "uploaded_at"]
+    list_filter = ["view", "uploaded_at"]
+    search_fields = ["patient__mrn"]
+    readonly_fields = [f.name for f in Study._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # studies come in through the upload form or the API, which validate the image
+
+
+@admin.register(Prediction)
+class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
+    visible = staticmethod(visible_predictions)
+    list_display = [
+        "id", "thumbnail", "patient_mrn", "label", "probability_display", "status",
+        "model_version", "is_reviewed", "queued_at",
+    ]
+    list_filter = ["label", "status", "model_name", "model_sha256", ReviewedFilter, "review_verdict", "queued_at"]
+    search_fields = ["study__patient__mrn"]
+    date_hierarchy = "queued_at"
+    list_select_related = ["study__patient"]
+    fieldsets = [
+        (None, {"fields": ["image_preview", "study", "patient_mrn", "status", "label", "probability", "threshold"]}),
+        ("Model", {"fields": ["model_name", "model_sha256"]}),
+        ("Timings", {"fields": ["queued_at", "started_at", "finished_at", "attempts", "error"]}),
+        ("Review", {"fields": ["review_verdict", "review_label", "review_comment", "reviewed_by", "reviewed_at"]}),
+    ]
+    EDITABLE = ("review_verdict", "review_label", "review_comment")
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = [f.name for f in Prediction._meta.fields if f.name not in self.EDITABLE]
+        fields += ["image_preview", "patient_mrn"]
+        if obj is None or obj.status != Prediction.Status.SUCCEEDED or not can_review(request.user):
+            fields += list(self.EDITABLE)
+        return fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the audit trail is kept
+
+    def save_model(self, request, obj, form, change):
+        if any(name in form.changed_data for name in self.EDITABLE):
+            obj.reviewed_by = request.user
+            obj.reviewed_at = timezone.now()
+            if obj.review_verdict == Prediction.Verdict.AGREE:
+                obj.review_label = ""
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="Image")
+    def thumbnail(self, obj):
+        url = reverse("study_thumbnail", args=[obj.study_id])
+        return format_html('<img src="{}" alt="X-ray" style="height:48px;width:48px;object-fit:cover">', url)
+
+    @admin.display(description="Image")
+    def image_preview(self, obj):
+        url = reverse("study_image", args=[obj.study_id])
+        return format_html('<img src="{}" alt="X-ray" style="max-width:320px">', url)
+
+    @admin.display(description="MRN", ordering="study__patient__mrn")
+    def patient_mrn(self, obj):
+        return obj.study.patient.mrn
+
+    @admin.display(description="P(pneumonia)", ordering="probability")
+    def probability_display(self, obj):
+        return "" if obj.probability is None else f"{obj.probability:.3f}"
+
+    @admin.display(description="Model")
+    def model_version(self, obj):
+        return obj.model_version
+
+    @admin.display(description="Reviewed", boolean=True)
+    def is_reviewed(self, obj):
+        return obj.is_reviewed
+
+    # --- CSV export of the filtered change list --------------------------------
+    def get_urls(self):
+        export = path(
+            "export.csv", self.admin_site.admin_view(self.export_csv), name="diagnosis_prediction_export"
+        )
+        return [export, *super().get_urls()]
+
+    CSV_COLUMNS = [
+        ("id", lambda p: p.pk),
+        ("mrn", lambda p: p.study.patient.mrn),
+        ("patient", lambda p: p.study.patient.name),
+        ("study", lambda p: p.study_id),
+        ("age_years", lambda p: p.study.age_years),
+        ("status", lambda p: p.status),
+        ("label", lambda p: p.label),
+        ("probability", lambda p: "" if p.probability is None else f"{p.probability:.6f}"),
+        ("threshold", lambda p: "" if p.threshold is None else p.threshold),
+        ("model_name", lambda p: p.model_name),
+        ("model_sha256", lambda p: p.model_sha256),
+        ("queued_at", lambda p: p.queued_at.isoformat()),
+        ("finished_at", lambda p: p.finished_at.isoformat() if p.finished_at else ""),
+        ("review_verdict", lambda p: p.review_verdict),
+        ("review_label", lambda p: p.review_label),
+        ("review_comment", lambda p: p.review_comment),
+        ("reviewed_by", lambda p: p.reviewed_by.username if p.reviewed_by else ""),
+        ("reviewed_at", lambda p: p.reviewed_at.isoformat() if p.reviewed_at else ""),
+    ]
+
+    def export_csv(self, request):
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        # The change list applies the same filters and search as the page the link came from.
+        changelist = self.get_changelist_instance(request)
+        queryset = changelist.get_queryset(request).select_related("study__patient", "reviewed_by")
+        writer = csv.writer(Echo())
+
+        def rows():
+            yield writer.writerow([name for name, _ in self.CSV_COLUMNS])
+            for prediction in queryset.iterator(chunk_size=500):
+                yield writer.writerow([_csv_safe(get(prediction)) for _, get in self.CSV_COLUMNS])
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="predictions-{timezone.now():%Y%m%d-%H%M}.csv"'
+        return response
+
+
+def _csv_safe(value):
+    # Spreadsheets execute cells starting with these characters (CSV injection).
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -1,0 +1,167 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from ..images import check_upload
+from ..models import AGE_MAX, AGE_MIN, Patient, Prediction, Study
+from ..permissions import writable_patients
+
+
+class PatientSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:patient-detail")
+    owner = serializers.CharField(source="owner.username", read_only=True)
+
+    class Meta:
+        model = Patient
+        fields = ["id", "url", "mrn", "name", "sex", "date_of_birth", "owner", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def validate_mrn(self, value):
+        value = value.strip()
+        owner = self.context["request"].user
+        clash = Patient.objects.filter(owner=owner, mrn=value)
+        if self.instance:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError("You already have a patient with this MRN.")
+        return value
+
+
+class StudySerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:study-detail")
+    image_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Study
+        fields = [
+            "id", "url", "patient", "image_url", "original_filename", "image_sha256",
+            "image_width", "image_height", "age_years", "view", "notes", "uploaded_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.URLField)
+    def get_image_url(self, study):
+        return self.context["request"].build_absolute_uri(reverse("api:study-image", args=[study.pk]))
+
+
+class ModelVersionSerializer(serializers.Serializer):
+    name = serializers.CharField(source="model_name")
+    weights_sha256 = serializers.CharField(source="model_sha256")
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    verdict = serializers.ChoiceField(source="review_verdict", choices=Prediction.Verdict.choices)
+    corrected_label = serializers.ChoiceField(
+        source="review_label", choices=Prediction.Label.choices, required=False, allow_blank=True
+    )
+    comment = serializers.CharField(source="review_comment", required=False, allow_blank=True)
+    reviewed_by = serializers.CharField(source="reviewed_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = Prediction
+        fields = ["verdict", "corrected_label", "comment", "reviewed_by", "reviewed_at"]
+        read_only_fields = ["reviewed_at"]
+
+    def validate(self, attrs):
+        if attrs.get("review_verdict") == Prediction.Verdict.DISAGREE and not attrs.get("review_label"):
+            raise serializers.ValidationError({"corrected_label": "Give the corrected label when you disagree."})
+        if attrs.get("review_verdict") == Prediction.Verdict.AGREE:
+            attrs["review_label"] = ""
+        return attrs
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:prediction-detail")
+    page_url = serializers.SerializerMethodField()
+    patient = serializers.IntegerField(source="study.patient_id", read_only=True)
+    study = StudySerializer(read_only=True)
+    confidence = serializers.FloatField(read_only=True)
+    model = ModelVersionSerializer(source="*", read_only=True)
+    review = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id", "url", "page_url", "status", "label", "probability", "confidence", "threshold",
+            "model", "queued_at", "started_at", "finished_at", "error", "patient", "study", "review",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.URLField)
+    def get_page_url(self, prediction):
+        return self.context["request"].build_absolute_uri(prediction.get_absolute_url())
+
+    @extend_schema_field(ReviewSerializer(allow_null=True))
+    def get_review(self, prediction):
+        return ReviewSerializer(prediction).data if prediction.is_reviewed else None
+
+
+class PredictRequestSerializer(serializers.Serializer):
+    """Everything is validated before anything is written."""
+
+    image = serializers.FileField(help_text="Chest X-ray, JPEG or PNG.")
+    age = serializers.DecimalField(
+        max_digits=5, decimal_places=2, min_value=AGE_MIN, max_value=AGE_MAX,
+        help_text="Age in years at acquisition (0–120, decimals allowed).",
+    )
+    patient = serializers.PrimaryKeyRelatedField(
+        queryset=Patient.objects.none(), required=False, help_text="Id of one of your patients."
+    )
+    patient_mrn = serializers.CharField(max_length=64, required=False, help_text="Creates or reuses the patient with this MRN.")
+    patient_name = serializers.CharField(max_length=200, required=False)
+    patient_sex = serializers.ChoiceField(choices=Patient.Sex.choices, required=False)
+    patient_date_of_birth = serializers.DateField(required=False)
+    view = serializers.ChoiceField(choices=Study.View.choices, default=Study.View.PA)
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["patient"].queryset = writable_patients(self.context["request"].user)
+
+    def validate_image(self, upload):
+        try:
+            return check_upload(upload)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+
+    def validate(self, attrs):
+        if attrs.get("patient") and attrs.get("patient_mrn"):
+            raise serializers.ValidationError({"patient": "Give either a patient id or patient fields, not both."})
+        if not attrs.get("patient"):
+            mrn = (attrs.get("patient_mrn") or "").strip()
+            if not mrn:
+                raise serializers.ValidationError({"patient": "Give a patient id, or patient_mrn and patient_name."})
+            existing = Patient.objects.filter(owner=self.context["request"].user, mrn=mrn).first()
+            if existing is None and not attrs.get("patient_name", "").strip():
+                raise serializers.ValidationError({"patient_name": "Required to create a new patient."})
+            attrs["patient_mrn"] = mrn
+        return attrs
+
+    def save(self):
+        from ..services import submit_study
+
+        data = self.validated_data
+        user = self.context["request"].user
+        with transaction.atomic():
+            patient = data.get("patient")
+            if patient is None:
+                patient, _ = Patient.objects.get_or_create(
+                    owner=user,
+                    mrn=data["patient_mrn"],
+                    defaults={
+                        "name": data.get("patient_name", "").strip(),
+                        "sex": data.get("patient_sex", Patient.Sex.UNKNOWN),
+                        "date_of_birth": data.get("patient_date_of_birth"),
+                    },
+                )
+            study, prediction = submit_study(
+                patient=patient,
+                checked_image=data["image"],
+                age_years=data["age"],
+                uploaded_by=user,
+                view=data["view"],
+                notes=data["notes"],
+            )
+        return prediction

@@ -1,0 +1,135 @@
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import filters, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from ..media import image_response
+from ..models import Prediction
+from ..permissions import can_review, visible_patients, visible_predictions, visible_studies
+from ..services import cancel_prediction
+from .filters import PredictionFilter
+from .serializers import (
+    PatientSerializer,
+    PredictionSerializer,
+    PredictRequestSerializer,
+    ReviewSerializer,
+    StudySerializer,
+)
+
+PredictAccepted = inline_serializer(
+    "PredictAccepted",
+    {
+        "id": serializers.IntegerField(),
+        "status": serializers.CharField(),
+        "url": serializers.URLField(),
+        "page_url": serializers.URLField(),
+        "patient": serializers.IntegerField(),
+        "study": serializers.IntegerField(),
+    },
+)
+
+
+class PredictView(APIView):
+    """Upload a chest X-ray with the patient's age; the prediction runs asynchronously."""
+
+    parser_classes = [MultiPartParser, FormParser]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "predict"
+
+    @extend_schema(
+        request=PredictRequestSerializer,
+        responses={202: PredictAccepted, 400: OpenApiResponse(description="Field-level validation errors")},
+    )
+    def post(self, request):
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE + settings.PNEUMOWEB_MAX_UPLOAD_BYTES:
+            raise ValidationError({"image": f"Request is too large ({length / 1e6:.1f} MB)."})
+        serializer = PredictRequestSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        prediction = serializer.save()
+        url = request.build_absolute_uri(f"/api/predictions/{prediction.pk}/")
+        body = {
+            "id": prediction.pk,
+            "status": prediction.status,
+            "url": url,
+            "page_url": request.build_absolute_uri(prediction.get_absolute_url()),
+            "patient": prediction.study.patient_id,
+            "study": prediction.study_id,
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+class PatientViewSet(
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.ListModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = PatientSerializer
+    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    search_fields = ["mrn", "name"]
+    ordering_fields = ["name", "mrn", "created_at"]
+
+    def get_queryset(self):
+        return visible_patients(self.request.user).select_related("owner")
+
+    def perform_create(self, serializer):
+        serializer.save(owner=self.request.user)
+
+    def perform_update(self, serializer):
+        if serializer.instance.owner_id != self.request.user.pk:
+            raise PermissionDenied("Only the patient's own clinician can edit the record.")
+        serializer.save()
+
+
+class StudyViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = StudySerializer
+    filterset_fields = ["patient", "view"]
+
+    def get_queryset(self):
+        return visible_studies(self.request.user)
+
+    @extend_schema(responses={(200, "image/*"): OpenApiResponse(description="The uploaded image")})
+    @action(detail=True, methods=["get"])
+    def image(self, request, pk=None):
+        return image_response(self.get_object())
+
+
+class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = PredictionSerializer
+    filterset_class = PredictionFilter
+
+    def get_queryset(self):
+        return visible_predictions(self.request.user)
+
+    @extend_schema(request=None, responses={200: PredictionSerializer, 409: OpenApiResponse(description="Already finished")})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        prediction = self.get_object()
+        if prediction.study.patient.owner_id != request.user.pk:
+            raise PermissionDenied("Only the patient's own clinician can cancel a prediction.")
+        if not cancel_prediction(prediction):
+            return Response(
+                {"detail": f"The prediction is already {prediction.status}."}, status=status.HTTP_409_CONFLICT
+            )
+        return Response(self.get_serializer(prediction).data)
+
+    @extend_schema(request=ReviewSerializer, responses={200: PredictionSerializer})
+    @action(detail=True, methods=["post"])
+    def review(self, request, pk=None):
+        if not can_review(request.user):
+            raise PermissionDenied("Only reviewers can record a verdict.")
+        prediction = self.get_object()
+        if prediction.status != Prediction.Status.SUCCEEDED:
+            raise ValidationError({"detail": "Only succeeded predictions can be reviewed."})
+        serializer = ReviewSerializer(prediction, data=request.data)
+        serializer.is_valid(raise_exception=True)
+        serializer.save(reviewed_by=request.user, reviewed_at=timezone.now())
+        return Response(self.get_serializer(prediction).data)

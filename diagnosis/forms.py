@@ -1,0 +1,51 @@
+from django import forms
+
+from .images import check_upload
+from .models import AGE_MAX, AGE_MIN, Patient, Study
+from .permissions import writable_patients
+
+
+class PatientForm(forms.ModelForm):
+    class Meta:
+        model = Patient
+        fields = ["mrn", "name", "sex", "date_of_birth"]
+        widgets = {"date_of_birth": forms.DateInput(attrs={"type": "date"})}
+
+    def __init__(self, *args, owner, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+
+    def clean_mrn(self):
+        mrn = self.cleaned_data["mrn"].strip()
+        if Patient.objects.filter(owner=self.owner, mrn=mrn).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("You already have a patient with this MRN.")
+        return mrn
+
+    def save(self, commit=True):
+        self.instance.owner = self.owner
+        return super().save(commit=commit)
+
+
+class UploadForm(forms.Form):
+    patient = forms.ModelChoiceField(queryset=Patient.objects.none(), empty_label="Choose a patient…")
+    age = forms.DecimalField(
+        label="Age at acquisition (years)",
+        min_value=AGE_MIN,
+        max_value=AGE_MAX,
+        max_digits=5,
+        decimal_places=2,
+        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0", "max": "120"}),
+    )
+    image = forms.FileField(
+        label="Chest X-ray (JPEG or PNG)",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png"}),
+    )
+    view = forms.ChoiceField(choices=Study.View.choices, initial=Study.View.PA)
+    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["patient"].queryset = writable_patients(user)
+
+    def clean_image(self):
+        return check_upload(self.cleaned_data.get("image"))

@@ -1,0 +1,61 @@
+"""Validation of uploaded X-ray files, shared by the upload form and the API."""
+
+import hashlib
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from ml.preprocessing import ImageDecodeError, decode_image
+
+EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png"}
+
+
+class CheckedImage:
+    """An upload that decoded cleanly, with what the record keeps about it."""
+
+    def __init__(self, upload, image, image_format):
+        self.upload = upload
+        self.image = image
+        self.format = image_format
+        self.width, self.height = image.size
+        upload.seek(0)
+        self.sha256 = hashlib.file_digest(upload, "sha256").hexdigest()
+        upload.seek(0)
+
+    @property
+    def extension(self):
+        return EXTENSIONS[self.format]
+
+
+def check_upload(upload):
+    """Return a :class:`CheckedImage` or raise ``ValidationError`` with a message for people."""
+    if upload is None:
+        raise ValidationError("No image file was submitted.", code="required")
+    limit = settings.PNEUMOWEB_MAX_UPLOAD_BYTES
+    if upload.size == 0:
+        raise ValidationError("The submitted file is empty.", code="empty")
+    if upload.size > limit:
+        raise ValidationError(
+            f"Image file is {upload.size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB.", code="too_large"
+        )
+    upload.seek(0)
+    try:
+        image_format = _sniff_format(upload)
+        image = decode_image(
+            upload,
+            max_pixels=settings.PNEUMOWEB_MAX_IMAGE_PIXELS,
+            min_side=settings.PNEUMOWEB_MIN_IMAGE_SIDE,
+        )
+    except ImageDecodeError as exc:
+        raise ValidationError(str(exc), code="invalid_image") from exc
+    return CheckedImage(upload, image, image_format)
+
+
+def _sniff_format(upload):
+    head = upload.read(8)
+    upload.seek(0)
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    raise ImageDecodeError("File is not a JPEG or PNG image.")

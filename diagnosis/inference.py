@@ -1,0 +1,28 @@
+"""The worker's model: loaded once per process, on CUDA when present."""
+
+import functools
+import logging
+
+from celery.signals import worker_process_init
+from django.conf import settings
+
+from ml.inference import Predictor
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def get_predictor():
+    predictor = Predictor.load(
+        settings.PNEUMOWEB_MODEL_PATH,
+        fallback_preset=settings.PNEUMOWEB_FALLBACK_PRESET,
+        device=settings.PNEUMOWEB_DEVICE,
+    )
+    log.info("Loaded model %s (%s) on %s", predictor.name, predictor.weights_sha256[:12], predictor.device)
+    return predictor
+
+
+@worker_process_init.connect
+def _load_model_in_new_worker_process(**kwargs):
+    # Each prefork child loads the model once, before its first job.
+    get_predictor()

@@ -1,0 +1,32 @@
+"""Serving stored X-rays: only through views that have already checked ownership."""
+
+import io
+import mimetypes
+
+from django.http import FileResponse, Http404, HttpResponse
+from django.views.decorators.cache import patch_cache_control
+
+from ml.preprocessing import decode_image
+
+THUMBNAIL_SIZE = (160, 160)
+
+
+def image_response(study, *, thumbnail=False):
+    try:
+        fh = study.image.open("rb")
+    except FileNotFoundError:
+        raise Http404("The image file is missing.") from None
+    if thumbnail:
+        with fh:
+            image = decode_image(fh, max_pixels=10**9, min_side=1)
+        image.thumbnail(THUMBNAIL_SIZE)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        response = HttpResponse(buffer.getvalue(), content_type="image/png")
+    else:
+        content_type = mimetypes.guess_type(study.image.name)[0] or "application/octet-stream"
+        response = FileResponse(fh, content_type=content_type)
+    # Patient images must not sit in shared caches.
+    patch_cache_control(response, private=True, max_age=300)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -1,0 +1,163 @@
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+AGE_MIN = Decimal("0")
+AGE_MAX = Decimal("120")
+
+
+class Patient(models.Model):
+    class Sex(models.TextChoices):
+        FEMALE = "F", "Female"
+        MALE = "M", "Male"
+        OTHER = "O", "Other"
+        UNKNOWN = "U", "Unknown"
+
+    mrn = models.CharField("MRN", max_length=64, help_text="Medical record number, unique per clinician.")
+    name = models.CharField(max_length=200)
+    sex = models.CharField(max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
+    date_of_birth = models.DateField(null=True, blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="patients")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "mrn"]
+        constraints = [models.UniqueConstraint(fields=["owner", "mrn"], name="unique_mrn_per_owner")]
+        permissions = [("view_all_records", "Can view every clinician's patients, studies and predictions")]
+
+    def __str__(self):
+        return f"{self.name} ({self.mrn})"
+
+    def get_absolute_url(self):
+        return reverse("patient_detail", args=[self.pk])
+
+
+def study_upload_to(instance, filename):
+    # Random name: the original name is kept as data, never used as a path.
+    suffix = Path(filename).suffix.lower()
+    return f"studies/{timezone.now():%Y/%m}/{uuid.uuid4().hex}{suffix}"
+
+
+class Study(models.Model):
+    class View(models.TextChoices):
+        PA = "PA", "Frontal PA"
+        AP = "AP", "Frontal AP"
+        LATERAL = "LAT", "Lateral"
+        UNKNOWN = "UNK", "Unknown"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
+    image = models.FileField(upload_to=study_upload_to, max_length=255)
+    original_filename = models.CharField(max_length=255, blank=True)
+    image_sha256 = models.CharField(max_length=64, db_index=True)
+    image_width = models.PositiveIntegerField()
+    image_height = models.PositiveIntegerField()
+    age_years = models.DecimalField(
+        "age at acquisition (years)",
+        max_digits=5,
+        decimal_places=2,
+        validators=[MinValueValidator(AGE_MIN), MaxValueValidator(AGE_MAX)],
+    )
+    view = models.CharField(max_length=3, choices=View.choices, default=View.PA)
+    notes = models.TextField(blank=True)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    uploaded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-uploaded_at"]
+        verbose_name_plural = "studies"
+
+    def __str__(self):
+        return f"Study {self.pk} of {self.patient.mrn}"
+
+
+class Prediction(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class Label(models.TextChoices):
+        PNEUMONIA = "PNEUMONIA"
+        NORMAL = "NORMAL"
+
+    class Verdict(models.TextChoices):
+        AGREE = "agree"
+        DISAGREE = "disagree"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    REVIEW_FIELDS = ("review_verdict", "review_label", "review_comment", "reviewed_by", "reviewed_at")
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="predictions")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    label = models.CharField(max_length=10, choices=Label.choices, blank=True)
+    probability = models.FloatField(null=True, blank=True, help_text="Model P(pneumonia), 0–1.")
+    threshold = models.FloatField(null=True, blank=True)
+    model_name = models.CharField(max_length=100, blank=True)
+    model_sha256 = models.CharField("model weights sha256", max_length=64, blank=True)
+    queued_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    review_verdict = models.CharField(max_length=10, choices=Verdict.choices, blank=True)
+    review_label = models.CharField("corrected label", max_length=10, choices=Label.choices, blank=True)
+    review_comment = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at"]
+        permissions = [("review_prediction", "Can record a reviewer verdict on a prediction")]
+
+    def __str__(self):
+        return f"Prediction {self.pk} ({self.status})"
+
+    def get_absolute_url(self):
+        return reverse("prediction_detail", args=[self.pk])
+
+    @property
+    def is_finished(self):
+        return self.status in self.FINISHED
+
+    @property
+    def confidence(self):
+        """Probability of the label shown (P for PNEUMONIA, 1 − P for NORMAL)."""
+        if self.probability is None or not self.label:
+            return None
+        return self.probability if self.label == self.Label.PNEUMONIA else 1.0 - self.probability
+
+    @property
+    def is_reviewed(self):
+        return bool(self.review_verdict)
+
+    @property
+    def model_version(self):
+        return f"{self.model_name}@{self.model_sha256[:12]}" if self.model_name else ""
+
+    def save(self, *args, **kwargs):
+        if self.pk:
+            self._refuse_edit_of_succeeded_result()
+        super().save(*args, **kwargs)
+
+    def _refuse_edit_of_succeeded_result(self):
+        stored = type(self).objects.filter(pk=self.pk).values().first()
+        if not stored or stored["status"] != self.Status.SUCCEEDED:
+            return
+        review = {f if f != "reviewed_by" else "reviewed_by_id" for f in self.REVIEW_FIELDS}
+        for field in self._meta.concrete_fields:
+            if field.attname in review:
+                continue
+            if getattr(self, field.attname) != stored[field.attname]:
+                raise ValueError(f"A succeeded prediction is immutable except for its review ({field.name}).")

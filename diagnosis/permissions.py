@@ -1,0 +1,34 @@
+"""Who sees what: one place for the ownership rules used by pages, API and image views."""
+
+from .models import Patient, Prediction, Study
+
+CLINICIAN_GROUP = "clinician"
+REVIEWER_GROUP = "reviewer"
+
+
+def is_reviewer(user):
+    return user.has_perm("diagnosis.view_all_records")
+
+
+def can_review(user):
+    return user.has_perm("diagnosis.review_prediction")
+
+
+def visible_patients(user):
+    qs = Patient.objects.all()
+    return qs if is_reviewer(user) else qs.filter(owner=user)
+
+
+def visible_studies(user):
+    qs = Study.objects.select_related("patient")
+    return qs if is_reviewer(user) else qs.filter(patient__owner=user)
+
+
+def visible_predictions(user):
+    qs = Prediction.objects.select_related("study__patient", "reviewed_by")
+    return qs if is_reviewer(user) else qs.filter(study__patient__owner=user)
+
+
+def writable_patients(user):
+    """Studies are only added to one's own patients, reviewers included."""
+    return Patient.objects.filter(owner=user)

@@ -1,0 +1,46 @@
+"""Creating studies and predictions: the one write path for the form and the API."""
+
+from django.db import transaction
+
+from .models import Prediction, Study
+
+
+def submit_study(*, patient, checked_image, age_years, uploaded_by, view=Study.View.PA, notes=""):
+    """Save the study and a queued prediction atomically, then enqueue the job on commit."""
+    from .tasks import run_prediction
+
+    upload = checked_image.upload
+    original_name = (getattr(upload, "name", "") or "")[:255]
+    upload.name = f"upload{checked_image.extension}"
+    with transaction.atomic():
+        study = Study(
+            patient=patient,
+            original_filename=original_name,
+            image_sha256=checked_image.sha256,
+            image_width=checked_image.width,
+            image_height=checked_image.height,
+            age_years=age_years,
+            view=view,
+            notes=notes,
+            uploaded_by=uploaded_by,
+        )
+        study.image.save(upload.name, upload, save=False)
+        try:
+            study.save()
+            prediction = Prediction.objects.create(study=study)
+        except Exception:
+            study.image.delete(save=False)
+            raise
+        transaction.on_commit(lambda: run_prediction.delay(prediction_pk=prediction.pk))
+    return study, prediction
+
+
+def cancel_prediction(prediction):
+    """Cancel a job that has not finished; returns whether anything changed."""
+    from django.utils import timezone
+
+    changed = Prediction.objects.filter(
+        pk=prediction.pk, status__in=[Prediction.Status.QUEUED, Prediction.Status.RUNNING]
+    ).update(status=Prediction.Status.CANCELLED, finished_at=timezone.now())
+    prediction.refresh_from_db()
+    return bool(changed)

@@ -1,0 +1,91 @@
+"""Celery jobs. Prediction state lives in the database; every job is idempotent."""
+
+import logging
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from ml.preprocessing import decode_image
+
+from .inference import get_predictor
+from .models import Prediction
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+
+def mark_failed(prediction_pk, message):
+    """Unfinished → failed. Never touches a finished prediction."""
+    return Prediction.objects.filter(
+        pk=prediction_pk, status__in=[Prediction.Status.QUEUED, Prediction.Status.RUNNING]
+    ).update(status=Prediction.Status.FAILED, error=message[:2000], finished_at=timezone.now())
+
+
+def claim(prediction_pk):
+    """queued (or running, after a lost worker) → running; False when there is nothing to do."""
+    unfinished = Prediction.objects.filter(
+        pk=prediction_pk, status__in=[Prediction.Status.QUEUED, Prediction.Status.RUNNING]
+    )
+    if unfinished.filter(attempts__gte=MAX_ATTEMPTS).exists():
+        mark_failed(prediction_pk, f"Gave up after {MAX_ATTEMPTS} attempts: the worker was lost each time.")
+        return False
+    return bool(
+        unfinished.update(
+            status=Prediction.Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
+        )
+    )
+
+
+class PredictionTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        # Also called by the worker's main process when the hard time limit kills a job.
+        prediction_pk = (kwargs or {}).get("prediction_pk")
+        if prediction_pk is not None:
+            mark_failed(prediction_pk, f"The job failed: {type(exc).__name__}: {exc}")
+
+
+@shared_task(
+    base=PredictionTask,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.PNEUMOWEB_TASK_SOFT_TIME_LIMIT,
+    time_limit=settings.PNEUMOWEB_TASK_HARD_TIME_LIMIT,
+)
+def run_prediction(self, *, prediction_pk):
+    if not claim(prediction_pk):
+        log.info("Prediction %s is finished or gone; nothing to do", prediction_pk)
+        return
+    try:
+        prediction = Prediction.objects.select_related("study").get(pk=prediction_pk)
+        study = prediction.study
+        with study.image.open("rb") as fh:
+            image = decode_image(
+                fh,
+                max_pixels=settings.PNEUMOWEB_MAX_IMAGE_PIXELS,
+                min_side=settings.PNEUMOWEB_MIN_IMAGE_SIDE,
+            )
+        predictor = get_predictor()
+        [probability] = predictor.predict([(image, float(study.age_years))])
+    except SoftTimeLimitExceeded:
+        mark_failed(prediction_pk, f"Timed out after {settings.PNEUMOWEB_TASK_SOFT_TIME_LIMIT} s.")
+        return
+    except Exception as exc:
+        log.exception("Prediction %s failed", prediction_pk)
+        mark_failed(prediction_pk, f"{type(exc).__name__}: {exc}")
+        return
+    # The status filter lets a cancellation that arrived meanwhile win.
+    Prediction.objects.filter(pk=prediction_pk, status=Prediction.Status.RUNNING).update(
+        status=Prediction.Status.SUCCEEDED,
+        label=predictor.label(probability),
+        probability=probability,
+        threshold=predictor.threshold,
+        model_name=predictor.name,
+        model_sha256=predictor.weights_sha256,
+        finished_at=timezone.now(),
+        error="",
+    )

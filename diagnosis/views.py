@@ -1,0 +1,116 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Case, IntegerField, Q, Value, When
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+from rest_framework.authtoken.models import Token
+
+from .forms import PatientForm, UploadForm
+from .media import image_response
+from .models import Prediction
+from .permissions import visible_patients, visible_predictions, visible_studies, writable_patients
+from .services import submit_study
+
+
+def worklist_order(queryset):
+    """Pneumonia-positive results first, then unfinished jobs, then the rest; newest first."""
+    rank = Case(
+        When(label=Prediction.Label.PNEUMONIA, then=Value(0)),
+        When(status__in=[Prediction.Status.QUEUED, Prediction.Status.RUNNING], then=Value(1)),
+        default=Value(2),
+        output_field=IntegerField(),
+    )
+    return queryset.annotate(rank=rank).order_by("rank", "-queued_at")
+
+
+@login_required
+def dashboard(request):
+    predictions = worklist_order(visible_predictions(request.user))[:50]
+    return render(request, "diagnosis/dashboard.html", {"predictions": predictions})
+
+
+@login_required
+def patient_list(request):
+    query = request.GET.get("q", "").strip()
+    patients = visible_patients(request.user).select_related("owner")
+    if query:
+        patients = patients.filter(Q(name__icontains=query) | Q(mrn__icontains=query))
+    page = Paginator(patients, 25).get_page(request.GET.get("page"))
+    return render(request, "diagnosis/patient_list.html", {"page": page, "query": query})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_create(request):
+    form = PatientForm(request.POST or None, owner=request.user)
+    if request.method == "POST" and form.is_valid():
+        patient = form.save()
+        messages.success(request, f"Patient {patient} created.")
+        return redirect(patient)
+    return render(request, "diagnosis/patient_form.html", {"form": form})
+
+
+@login_required
+def patient_detail(request, pk):
+    patient = get_object_or_404(visible_patients(request.user), pk=pk)
+    predictions = visible_predictions(request.user).filter(study__patient=patient)
+    return render(
+        request,
+        "diagnosis/patient_detail.html",
+        {"patient": patient, "predictions": predictions, "can_upload": patient.owner_id == request.user.pk},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def upload(request):
+    initial = {}
+    if "patient" in request.GET:
+        initial["patient"] = writable_patients(request.user).filter(pk=request.GET["patient"]).first()
+    form = UploadForm(request.POST or None, request.FILES or None, user=request.user, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        _, prediction = submit_study(
+            patient=data["patient"],
+            checked_image=data["image"],
+            age_years=data["age"],
+            uploaded_by=request.user,
+            view=data["view"],
+            notes=data["notes"],
+        )
+        return redirect(prediction)
+    return render(request, "diagnosis/upload.html", {"form": form})
+
+
+@login_required
+def prediction_detail(request, pk):
+    prediction = get_object_or_404(visible_predictions(request.user), pk=pk)
+    return render(request, "diagnosis/prediction_detail.html", {"prediction": prediction})
+
+
+@login_required
+def study_image(request, pk):
+    return image_response(get_object_or_404(visible_studies(request.user), pk=pk))
+
+
+@login_required
+def study_thumbnail(request, pk):
+    return image_response(get_object_or_404(visible_studies(request.user), pk=pk), thumbnail=True)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_token(request):
+    token = Token.objects.filter(user=request.user).first()
+    if request.method == "POST":
+        if request.POST.get("action") == "revoke":
+            Token.objects.filter(user=request.user).delete()
+            messages.success(request, "Your API token was revoked.")
+        else:
+            Token.objects.filter(user=request.user).delete()
+            token = Token.objects.create(user=request.user)
+            messages.success(request, "A new API token was created. Copy it now.")
+            return render(request, "diagnosis/api_token.html", {"token": token, "new_token": token.key})
+        return redirect("api_token")
+    return render(request, "diagnosis/api_token.html", {"token": token})

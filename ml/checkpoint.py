@@ -1,0 +1,57 @@
+"""Checkpoints: safetensors weights + a JSON model card beside them."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import ModelConfig
+from .model import HybridNet
+
+
+def card_path(weights_path):
+    return Path(weights_path).with_suffix(".json")
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def state_dict_sha256(state_dict):
+    """Stable digest of in-memory weights (for models that have no file)."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        digest.update(key.encode())
+        digest.update(state_dict[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(model, card, weights_path, *, dtype=torch.float16):
+    weights_path = Path(weights_path)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
+    save_file(tensors, str(weights_path))
+    card = {**card, "config": model.config.to_dict(), "weights_sha256": file_sha256(weights_path)}
+    card_path(weights_path).write_text(json.dumps(card, indent=2, sort_keys=True))
+    return card
+
+
+def load_checkpoint(weights_path, device="cpu"):
+    weights_path = Path(weights_path)
+    card = json.loads(card_path(weights_path).read_text())
+    model = HybridNet(ModelConfig.from_dict(card["config"]))
+    tensors = load_file(str(weights_path))
+    state = model.state_dict()
+    tensors = {k: v.to(state[k].dtype) for k, v in tensors.items()}
+    model.load_state_dict(tensors, strict=True)
+    card["weights_sha256"] = file_sha256(weights_path)
+    return model.to(device).eval(), card

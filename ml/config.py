@@ -1,0 +1,51 @@
+"""Model presets as data: one code path builds every preset."""
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    cnn: str  # timm model name of the CNN branch
+    vit: str  # timm model name of the transformer branch
+    image_size: int = 224
+    age_hidden: int = 16
+    head_hidden: int = 256
+    dropout: float = 0.2
+    # Normalisation the backbones were trained with (ImageNet by default).
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+    vit_kwargs: dict = field(default_factory=dict)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        data = dict(data)
+        for key in ("mean", "std"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+PRESETS = {
+    # The design card's model.
+    "full": ModelConfig(name="full", cnn="resnet50", vit="vit_base_patch16_224"),
+    # Small enough to serve on a CPU and to ship inside the repository.
+    "compact": ModelConfig(
+        name="compact",
+        cnn="tf_efficientnet_lite0",
+        vit="vit_tiny_patch16_224",
+        head_hidden=128,
+    ),
+}
+
+AGE_MAX_YEARS = 120.0
+
+
+def get_preset(name):
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"Unknown model preset {name!r}; choose one of {sorted(PRESETS)}") from None

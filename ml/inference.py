@@ -1,0 +1,89 @@
+"""Inference: the one interface the worker and ``python -m ml.predict`` use.
+
+Load a :class:`Predictor` once per process, then call
+``predictor.predict([(image, age), ...])`` for probabilities of pneumonia.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint, state_dict_sha256
+from .config import get_preset
+from .model import HybridNet
+from .preprocessing import age_to_tensor, image_to_tensor
+
+log = logging.getLogger(__name__)
+
+PNEUMONIA = "PNEUMONIA"
+NORMAL = "NORMAL"
+
+
+def pick_device(preference="auto"):
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(preference)
+
+
+@dataclass
+class Predictor:
+    model: HybridNet
+    name: str
+    weights_sha256: str
+    threshold: float = 0.5
+    temperature: float = 1.0
+    trained: bool = True
+    card: dict = None
+
+    @classmethod
+    def from_checkpoint(cls, path, device="auto"):
+        device = pick_device(device)
+        model, card = load_checkpoint(path, device=device)
+        return cls(
+            model=model,
+            name=card.get("name", Path(path).stem),
+            weights_sha256=card["weights_sha256"],
+            threshold=float(card.get("threshold", 0.5)),
+            temperature=float(card.get("temperature", 1.0)),
+            card=card,
+        )
+
+    @classmethod
+    def untrained(cls, preset="compact", device="auto", seed=0):
+        """The real architecture with seeded random weights; labelled untrained everywhere."""
+        torch.manual_seed(seed)
+        model = HybridNet(get_preset(preset)).to(pick_device(device)).eval()
+        return cls(
+            model=model,
+            name=f"{preset}-untrained-seed{seed}",
+            weights_sha256=state_dict_sha256(model.state_dict()),
+            trained=False,
+            card={"preset": preset, "trained": False},
+        )
+
+    @classmethod
+    def load(cls, path, *, fallback_preset="compact", device="auto"):
+        if path and Path(path).exists():
+            return cls.from_checkpoint(path, device=device)
+        log.warning("No checkpoint at %s: serving the untrained %s architecture", path, fallback_preset)
+        return cls.untrained(fallback_preset, device=device)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def predict(self, items):
+        """items: iterable of (decoded PIL image, age in years or None) → list of P(pneumonia)."""
+        items = list(items)
+        if not items:
+            return []
+        images = torch.stack([image_to_tensor(image, self.model.config) for image, _ in items])
+        ages = age_to_tensor([age for _, age in items])
+        logits = self.model(images.to(self.device), ages.to(self.device))
+        return torch.sigmoid(logits.float() / self.temperature).cpu().tolist()
+
+    def label(self, probability):
+        return PNEUMONIA if probability >= self.threshold else NORMAL

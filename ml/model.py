@@ -1,0 +1,47 @@
+"""Hybrid CNN + ViT + age classifier.
+
+Two image branches see the same preprocessed X-ray: a CNN for local texture
+and a Vision Transformer for global context. A small dense branch encodes the
+age (normalised value + missing flag). Features are concatenated and a small
+head produces one logit; ``torch.sigmoid`` of it is P(pneumonia).
+"""
+
+import timm
+import torch
+from torch import nn
+
+
+def create_backbone(name):
+    # pretrained=False: weights come from a local checkpoint, never a download at run time.
+    return timm.create_model(name, pretrained=False, num_classes=0)
+
+
+class AgeBranch(nn.Module):
+    def __init__(self, hidden):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.out_features = hidden
+
+    def forward(self, age):
+        return self.net(age)
+
+
+class HybridNet(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.cnn = create_backbone(config.cnn)
+        self.vit = create_backbone(config.vit)
+        self.age = AgeBranch(config.age_hidden)
+        fused = self.cnn.num_features + self.vit.num_features + self.age.out_features
+        self.head = nn.Sequential(
+            nn.Linear(fused, config.head_hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.head_hidden, 1),
+        )
+
+    def forward(self, images, age):
+        """images: (n, 3, H, W) normalised; age: (n, 2) from ml.preprocessing.age_to_tensor."""
+        features = torch.cat([self.cnn(images), self.vit(images), self.age(age)], dim=1)
+        return self.head(features).squeeze(1)

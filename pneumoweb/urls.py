@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from diagnosis import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("account/token/", views.api_token, name="api_token"),
+    path("patients/", views.patient_list, name="patient_list"),
+    path("patients/new/", views.patient_create, name="patient_create"),
+    path("patients/<int:pk>/", views.patient_detail, name="patient_detail"),
+    path("upload/", views.upload, name="upload"),
+    path("predictions/<int:pk>/", views.prediction_detail, name="prediction_detail"),
+    path("studies/<int:pk>/image/", views.study_image, name="study_image"),
+    path("studies/<int:pk>/thumbnail/", views.study_thumbnail, name="study_thumbnail"),
+    path("admin/", admin.site.urls),
+    path("api/", include("diagnosis.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api_docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api_redoc"),
+]

@@ -1,0 +1,69 @@
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from pneumoweb.celery import app as celery_app
+
+from .factories import PASSWORD, PatientFactory, UserFactory, xray_bytes
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media_and_eager_jobs(settings, tmp_path):
+    # In-process tests run jobs eagerly; the integration tests start a real worker instead.
+    settings.MEDIA_ROOT = tmp_path / "media"
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def clinician(db):
+    return UserFactory(role="clinician")
+
+
+@pytest.fixture
+def other_clinician(db):
+    return UserFactory(role="clinician")
+
+
+@pytest.fixture
+def reviewer(db):
+    return UserFactory(role="reviewer")
+
+
+@pytest.fixture
+def patient(clinician):
+    return PatientFactory(owner=clinician)
+
+
+@pytest.fixture
+def foreign_patient(other_clinician):
+    return PatientFactory(owner=other_clinician)
+
+
+def api_client_for(user):
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api(clinician):
+    return api_client_for(clinician)
+
+
+@pytest.fixture
+def logged_in(client, clinician):
+    assert client.login(username=clinician.username, password=PASSWORD)
+    return client
+
+
+@pytest.fixture
+def xray_upload():
+    def make(name="normal-1.jpeg", data=None, filename=None, content_type="image/jpeg"):
+        return SimpleUploadedFile(filename or name, xray_bytes(name) if data is None else data, content_type)
+
+    return make

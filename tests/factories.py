@@ -1,0 +1,77 @@
+import hashlib
+from decimal import Decimal
+from pathlib import Path
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.files.base import ContentFile
+
+from diagnosis.models import Patient, Prediction, Study
+
+XRAYS = Path(__file__).parent / "fixtures" / "xrays"
+PASSWORD = "correct-horse-battery-staple"
+
+
+def xray_bytes(name="normal-1.jpeg"):
+    return (XRAYS / name).read_bytes()
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ["username"]
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"clinician{n}")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def role(user, create, extracted, **kwargs):
+        user.groups.add(Group.objects.get(name=extracted or "clinician"))
+        user.is_staff = extracted == "reviewer"
+        user.save()
+
+
+class PatientFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Patient
+
+    mrn = factory.Sequence(lambda n: f"MRN{n:05d}")
+    name = factory.Faker("name")
+    sex = Patient.Sex.FEMALE
+    owner = factory.SubFactory(UserFactory)
+
+
+class StudyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Study
+
+    class Params:
+        xray = "normal-1.jpeg"
+
+    patient = factory.SubFactory(PatientFactory)
+    image = factory.LazyAttribute(lambda o: ContentFile(xray_bytes(o.xray), name="x.jpg"))
+    original_filename = factory.LazyAttribute(lambda o: o.xray)
+    image_sha256 = factory.LazyAttribute(lambda o: hashlib.sha256(xray_bytes(o.xray)).hexdigest())
+    image_width = 224
+    image_height = 224
+    age_years = Decimal("3.5")
+    uploaded_by = factory.LazyAttribute(lambda o: o.patient.owner)
+
+
+class PredictionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Prediction
+
+    study = factory.SubFactory(StudyFactory)
+
+    class Params:
+        succeeded = factory.Trait(
+            status=Prediction.Status.SUCCEEDED,
+            label=Prediction.Label.PNEUMONIA,
+            probability=0.91,
+            threshold=0.5,
+            model_name="compact-test",
+            model_sha256="ab" * 32,
+        )

@@ -98,6 +98,13 @@ class PredictionSerializer(serializers.ModelSerializer):
         return ReviewSerializer(prediction).data if prediction.is_reviewed else None
 
 
+class OwnPatientField(serializers.PrimaryKeyRelatedField):
+    """Another clinician's patient id is answered exactly like an unknown id."""
+
+    def get_queryset(self):
+        return writable_patients(self.context["request"].user)
+
+
 class PredictRequestSerializer(serializers.Serializer):
     """Everything is validated before anything is written."""
 
@@ -106,19 +113,13 @@ class PredictRequestSerializer(serializers.Serializer):
         max_digits=5, decimal_places=2, min_value=AGE_MIN, max_value=AGE_MAX,
         help_text="Age in years at acquisition (0–120, decimals allowed).",
     )
-    patient = serializers.PrimaryKeyRelatedField(
-        queryset=Patient.objects.none(), required=False, help_text="Id of one of your patients."
-    )
+    patient = OwnPatientField(required=False, help_text="Id of one of your patients.")
     patient_mrn = serializers.CharField(max_length=64, required=False, help_text="Creates or reuses the patient with this MRN.")
     patient_name = serializers.CharField(max_length=200, required=False)
     patient_sex = serializers.ChoiceField(choices=Patient.Sex.choices, required=False)
     patient_date_of_birth = serializers.DateField(required=False)
     view = serializers.ChoiceField(choices=Study.View.choices, default=Study.View.PA)
     notes = serializers.CharField(required=False, allow_blank=True, default="")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["patient"].queryset = writable_patients(self.context["request"].user)
 
     def validate_image(self, upload):
         try:

@@ -1,0 +1,108 @@
+"""The narrow interface the worker uses: load once, predict a batch of (image, age)."""
+
+import io
+
+import pytest
+import torch
+from PIL import Image
+
+from ml.checkpoint import load_checkpoint, save_checkpoint
+from ml.config import get_preset
+from ml.inference import Predictor
+from ml.preprocessing import ImageDecodeError, age_to_tensor, decode_image, image_to_tensor
+
+from .factories import XRAYS, xray_bytes
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor.untrained("compact", device="cpu", seed=0)
+
+
+def test_it_decodes_a_real_xray_to_grayscale():
+    image = decode_image(xray_bytes())
+    assert image.mode == "L" and image.size == (224, 224)
+
+
+def test_it_decodes_from_a_path_and_a_file_the_same():
+    path = XRAYS / "pneumonia-1.jpeg"
+    with open(path, "rb") as fh:
+        assert decode_image(path).tobytes() == decode_image(fh).tobytes()
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (b"not an image at all", "JPEG or PNG"),
+        (xray_bytes()[:2000], "truncated"),
+    ],
+)
+def test_it_refuses_bad_bytes(data, message):
+    with pytest.raises(ImageDecodeError, match=message):
+        decode_image(data)
+
+
+def test_it_refuses_other_formats():
+    buffer = io.BytesIO()
+    Image.new("L", (100, 100)).save(buffer, format="BMP")
+    with pytest.raises(ImageDecodeError):
+        decode_image(buffer.getvalue())
+
+
+def test_it_turns_rgb_and_16_bit_images_into_the_same_tensor_shape():
+    config = get_preset("compact")
+    rgb = Image.new("RGB", (300, 200), (10, 200, 30))
+    deep = Image.new("I;16", (300, 200), 40000)
+    for image in (rgb, deep):
+        tensor = image_to_tensor(image, config)
+        assert tensor.shape == (3, 224, 224)
+        assert torch.equal(tensor[0] * 0.229 + 0.485, tensor[1] * 0.224 + 0.456) or torch.allclose(
+            tensor[0] * 0.229 + 0.485, tensor[1] * 0.224 + 0.456, atol=1e-6
+        )
+
+
+def test_it_encodes_missing_and_invalid_ages():
+    ages = age_to_tensor([60, None, -3, 500, "abc", float("nan")])
+    assert ages[0].tolist() == [0.5, 0.0]
+    for row in ages[1:]:
+        assert row.tolist() == [0.0, 1.0]
+
+
+def test_it_predicts_a_batch_of_probabilities(predictor):
+    images = [decode_image(xray_bytes(name)) for name in ("normal-1.jpeg", "pneumonia-1.jpeg")]
+    probabilities = predictor.predict([(images[0], 3), (images[1], 3)])
+    assert len(probabilities) == 2
+    assert all(0.0 < p < 1.0 for p in probabilities)
+    assert probabilities[0] != probabilities[1]
+    # Batched and single predictions agree.
+    assert predictor.predict([(images[1], 3)])[0] == pytest.approx(probabilities[1], abs=1e-5)
+    assert predictor.predict([]) == []
+
+
+def test_it_labels_by_the_threshold(predictor):
+    assert predictor.label(predictor.threshold) == "PNEUMONIA"
+    assert predictor.label(predictor.threshold - 1e-6) == "NORMAL"
+
+
+def test_it_names_untrained_weights_as_such(predictor):
+    assert "untrained" in predictor.name and predictor.trained is False
+    assert predictor.weights_sha256 == Predictor.untrained("compact", device="cpu", seed=0).weights_sha256
+    assert predictor.weights_sha256 != Predictor.untrained("compact", device="cpu", seed=1).weights_sha256
+
+
+def test_it_round_trips_a_checkpoint(predictor, tmp_path):
+    path = tmp_path / "model.safetensors"
+    card = save_checkpoint(predictor.model, {"name": "roundtrip", "threshold": 0.4}, path)
+    loaded = Predictor.from_checkpoint(path, device="cpu")
+    assert loaded.name == "roundtrip" and loaded.threshold == 0.4
+    assert loaded.weights_sha256 == card["weights_sha256"]
+    image = decode_image(xray_bytes())
+    # fp16 storage: outputs agree to fp16 precision.
+    assert loaded.predict([(image, 2)])[0] == pytest.approx(predictor.predict([(image, 2)])[0], abs=2e-3)
+    model, _ = load_checkpoint(path)
+    assert not model.training
+
+
+def test_it_falls_back_to_the_untrained_architecture_without_a_checkpoint(tmp_path):
+    loaded = Predictor.load(tmp_path / "missing.safetensors", fallback_preset="compact", device="cpu")
+    assert loaded.trained is False

@@ -1,0 +1,123 @@
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+
+from diagnosis import tasks
+from diagnosis.models import Prediction
+
+from .factories import PredictionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def run(prediction):
+    tasks.run_prediction.apply(kwargs={"prediction_pk": prediction.pk})
+    prediction.refresh_from_db()
+    return prediction
+
+
+def test_it_runs_a_queued_prediction_with_the_real_model():
+    prediction = run(PredictionFactory())
+    assert prediction.status == Prediction.Status.SUCCEEDED
+    assert 0.0 <= prediction.probability <= 1.0
+    expected = "PNEUMONIA" if prediction.probability >= prediction.threshold else "NORMAL"
+    assert prediction.label == expected
+    assert prediction.model_name and len(prediction.model_sha256) == 64
+    assert prediction.queued_at <= prediction.started_at <= prediction.finished_at
+    assert prediction.attempts == 1
+
+
+def test_it_gives_different_images_different_probabilities():
+    a = run(PredictionFactory(study__xray="normal-1.jpeg"))
+    b = run(PredictionFactory(study__xray="pneumonia-2.jpeg"))
+    assert a.probability != b.probability
+
+
+def test_it_does_nothing_when_redelivered_after_success():
+    prediction = run(PredictionFactory())
+    before = Prediction.objects.filter(pk=prediction.pk).values().get()
+    after = run(prediction)
+    assert Prediction.objects.filter(pk=after.pk).values().get() == before
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled"])
+def test_it_does_nothing_for_finished_predictions(status):
+    prediction = run(PredictionFactory(status=status))
+    assert prediction.status == status
+    assert prediction.attempts == 0 and prediction.probability is None
+
+
+def test_it_reruns_a_prediction_left_running_by_a_lost_worker():
+    prediction = run(PredictionFactory(status=Prediction.Status.RUNNING, attempts=1))
+    assert prediction.status == Prediction.Status.SUCCEEDED
+    assert prediction.attempts == 2
+
+
+def test_it_gives_up_after_repeated_lost_workers():
+    prediction = run(PredictionFactory(status=Prediction.Status.RUNNING, attempts=tasks.MAX_ATTEMPTS))
+    assert prediction.status == Prediction.Status.FAILED
+    assert "attempts" in prediction.error
+
+
+def test_it_marks_a_failing_job_failed_with_a_message():
+    prediction = PredictionFactory()
+    prediction.study.image.delete(save=False)
+    prediction = run(prediction)
+    assert prediction.status == Prediction.Status.FAILED
+    assert prediction.error and prediction.finished_at
+
+
+def test_it_marks_a_corrupt_stored_image_failed():
+    prediction = PredictionFactory()
+    with open(prediction.study.image.path, "wb") as fh:
+        fh.write(b"garbage")
+    prediction = run(prediction)
+    assert prediction.status == Prediction.Status.FAILED
+    assert "JPEG or PNG" in prediction.error
+
+
+def test_it_marks_a_soft_time_limit_failed(monkeypatch):
+    def slow(*args, **kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(tasks, "decode_image", slow)
+    prediction = run(PredictionFactory())
+    assert prediction.status == Prediction.Status.FAILED
+    assert "Timed out" in prediction.error
+
+
+def test_it_marks_a_hard_time_limit_failed_through_on_failure():
+    # The worker's main process calls on_failure when the hard limit kills a job.
+    from billiard.exceptions import TimeLimitExceeded
+
+    prediction = PredictionFactory(status=Prediction.Status.RUNNING)
+    tasks.run_prediction.on_failure(TimeLimitExceeded(150), "task-id", (), {"prediction_pk": prediction.pk}, None)
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.FAILED
+    assert "TimeLimitExceeded" in prediction.error
+
+
+def test_it_lets_a_cancellation_during_the_run_win(monkeypatch):
+    prediction = PredictionFactory()
+    real_predict = tasks.get_predictor().predict
+
+    def cancel_then_predict(items):
+        Prediction.objects.filter(pk=prediction.pk).update(status=Prediction.Status.CANCELLED)
+        return real_predict(items)
+
+    monkeypatch.setattr(tasks.get_predictor(), "predict", cancel_then_predict)
+    prediction = run(prediction)
+    assert prediction.status == Prediction.Status.CANCELLED
+    assert prediction.probability is None
+
+
+def test_it_takes_keyword_arguments_only():
+    with pytest.raises(TypeError):
+        tasks.run_prediction.run(1)
+
+
+def test_it_is_configured_for_redelivery_and_time_limits(settings):
+    task = tasks.run_prediction
+    assert task.acks_late is True
+    assert task.reject_on_worker_lost is True
+    assert task.soft_time_limit == settings.PNEUMOWEB_TASK_SOFT_TIME_LIMIT
+    assert task.time_limit == settings.PNEUMOWEB_TASK_HARD_TIME_LIMIT > task.soft_time_limit

@@ -1,0 +1,178 @@
+"""A real browser (Playwright driving Debian's Chromium) against a real stack.
+
+The stack runs on PostgreSQL + Redis when they answer, else (not under CI) on the
+embedded defaults. Without /usr/bin/chromium these tests skip locally and fail under CI=true.
+"""
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from .servers import POSTGRES_URL, REDIS_URL, in_ci, reachable, require
+from .stack import PASSWORD, REPO, logs_shown_on_failure, running_stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+DATASET = REPO / ".." / "shared" / "data" / "chest_xray" / "train" / "PNEUMONIA"
+FIXTURE_XRAY = Path(__file__).parent / "fixtures" / "xrays" / "pneumonia-1.jpeg"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def real_xray():
+    """A chest X-ray from the training set where the machine has it, else the bundled one."""
+    if DATASET.is_dir():
+        files = sorted(DATASET.glob("*.jpeg"))
+        if files:
+            return files[0]
+    return FIXTURE_XRAY
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    if in_ci():
+        require(POSTGRES_URL, "PostgreSQL")
+        require(REDIS_URL, "Redis")
+    servers = {}
+    if reachable(POSTGRES_URL) and reachable(REDIS_URL):
+        servers = {"database_url": POSTGRES_URL, "broker_url": REDIS_URL}
+    users = [("alice", "clinician"), ("rita", "reviewer")]
+    with running_stack(tmp_path_factory.mktemp("browser"), users=users, collectstatic=True, **servers) as stack:
+        yield stack
+
+
+@pytest.fixture(autouse=True)
+def _show_logs(stack):
+    with logs_shown_on_failure(stack):
+        yield
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing (bin/test installs Debian's chromium)"
+        if in_ci():
+            pytest.fail(f"{message}; CI=true: a missing browser is a failure", pytrace=False)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def log_in(stack, page, username):
+    page.goto(stack.url("/accounts/login/"))
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("[data-testid=login-submit]")
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def test_it_uploads_an_xray_and_shows_the_result_without_a_reload(stack, page, tmp_path):
+    from playwright.sync_api import expect
+
+    log_in(stack, page, "alice")
+
+    mrn = f"MRN-B-{uuid.uuid4().hex[:6]}"
+    page.goto(stack.url("/patients/new/"))
+    page.fill("#id_mrn", mrn)
+    page.fill("#id_name", "Rosalind Franklin")
+    page.select_option("#id_sex", "F")
+    page.fill("#id_date_of_birth", "2019-05-04")
+    page.click("[data-testid=patient-submit]")
+    page.wait_for_url(re.compile(r"/patients/\d+/$"))
+    patient_id = re.search(r"/patients/(\d+)/$", page.url).group(1)
+
+    page.goto(stack.url(f"/upload/?patient={patient_id}"))
+    expect(page.locator("#id_patient")).to_have_value(patient_id)
+    page.fill("#id_age", "5.5")
+    page.set_input_files("#id_image", str(real_xray()))
+    page.select_option("#id_view", "PA")
+    # The worker waits until the page is showing "queued": what follows must come from the page itself.
+    with stack.paused_worker():
+        page.click("[data-testid=upload-submit]")
+        page.wait_for_url(re.compile(r"/predictions/\d+/$"))
+        expect(page.locator("[data-testid=prediction-status]")).to_have_text(re.compile(r"^\s*queued\s*$"))
+        page.evaluate("window.__pneumowebNoReload = true")
+    prediction_id = re.search(r"/predictions/(\d+)/$", page.url).group(1)
+
+    expect(page.locator("[data-testid=prediction-status]")).to_have_text(
+        re.compile(r"^\s*succeeded\s*$"), timeout=120_000
+    )
+    label = page.locator("[data-testid=prediction-label]")
+    confidence = page.locator("[data-testid=prediction-confidence]")
+    expect(label).to_have_text(re.compile(r"^\s*(PNEUMONIA|NORMAL)\s*$"))
+    expect(confidence).to_have_text(re.compile(r"^\s*\d{1,3}(\.\d+)?\s*%\s*$"))
+    assert page.evaluate("window.__pneumowebNoReload") is True, "the page was reloaded"
+
+    # What the page shows is what the API says (the browser's session authenticates the call).
+    api = page.request.get(stack.url(f"/api/predictions/{prediction_id}/")).json()
+    assert api["status"] == "succeeded"
+    assert label.inner_text().strip() == api["label"]
+    shown = float(confidence.inner_text().strip().rstrip("%").strip())
+    assert shown == pytest.approx(100 * api["confidence"], abs=0.051)
+    assert api["study"]["age_years"] == "5.50"
+    assert api["patient"] == int(patient_id)
+
+    screenshot = tmp_path / "result.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    data = screenshot.read_bytes()
+    assert len(data) > 1000 and data.startswith(PNG_SIGNATURE)
+
+
+def test_it_lets_a_reviewer_record_a_verdict_in_the_admin(stack, page):
+    from playwright.sync_api import expect
+
+    alice = stack.api_session("alice")
+    response = stack.submit_xray(
+        alice, FIXTURE_XRAY, age="41", patient_mrn=f"MRN-R-{uuid.uuid4().hex[:6]}", patient_name="Marie Curie"
+    )
+    assert response.status_code == 202, response.text
+    prediction = stack.wait_for_prediction(alice, response.headers["Location"])
+    assert prediction["status"] == "succeeded", prediction
+    pk = prediction["id"]
+
+    page.goto(stack.url("/admin/"))
+    page.fill("#id_username", "rita")
+    page.fill("#id_password", PASSWORD)
+    page.press("#id_password", "Enter")
+    page.wait_for_url(lambda url: "/login/" not in url)
+
+    changelist = stack.url("/admin/diagnosis/prediction/")
+    page.goto(changelist)
+    row = page.locator("#result_list tbody tr", has=page.locator(f'a[href*="/diagnosis/prediction/{pk}/change/"]'))
+    expect(row.locator("td.field-is_reviewed img")).to_have_attribute("alt", "False")
+    row.locator(f'a[href*="/diagnosis/prediction/{pk}/change/"]').first.click()
+    page.wait_for_url(re.compile(rf"/admin/diagnosis/prediction/{pk}/change/$"))
+
+    page.select_option("#id_review_verdict", "agree")
+    page.fill("#id_review_comment", "Consolidation in the right lower lobe, agree.")
+    page.click("input[name=_save]")
+    page.wait_for_url(re.compile(r"/admin/diagnosis/prediction/(\?.*)?$"))
+    expect(page.locator(".messagelist")).to_contain_text("changed successfully")
+    expect(row.locator("td.field-is_reviewed img")).to_have_attribute("alt", "True")
+
+    page.goto(changelist + "?reviewed=yes")
+    expect(page.locator(f'#result_list a[href*="/diagnosis/prediction/{pk}/change/"]')).to_have_count(1)
+
+    review = stack.api_session("rita").get(response.headers["Location"], timeout=30).json()["review"]
+    assert review["verdict"] == "agree"
+    assert review["comment"] == "Consolidation in the right lower lobe, agree."
+    assert review["reviewed_by"] == "rita" and review["reviewed_at"]

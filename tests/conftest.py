@@ -67,3 +67,22 @@ def xray_upload():
         return SimpleUploadedFile(filename or name, xray_bytes(name) if data is None else data, content_type)
 
     return make
+
+
+# --- integration tests: modules that define a module-scoped `stack` fixture -----------
+
+
+@pytest.fixture(autouse=True)
+def _show_stack_logs_on_failure(request):
+    if "stack" not in request.fixturenames:
+        yield
+        return
+    from .stack import logs_shown_on_failure
+
+    with logs_shown_on_failure(request.getfixturevalue("stack")):
+        yield
+
+
+@pytest.fixture(scope="module")
+def alice(stack):
+    return stack.api_session("alice")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from .servers import POSTGRES_URL, REDIS_URL, in_ci, reachable, require
-from .stack import PASSWORD, REPO, logs_shown_on_failure, running_stack
+from .stack import PASSWORD, REPO, running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -45,12 +45,6 @@ def stack(tmp_path_factory):
     users = [("alice", "clinician"), ("rita", "reviewer")]
     with running_stack(tmp_path_factory.mktemp("browser"), users=users, collectstatic=True, **servers) as stack:
         yield stack
-
-
-@pytest.fixture(autouse=True)
-def _show_logs(stack):
-    with logs_shown_on_failure(stack):
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +123,11 @@ def test_it_uploads_an_xray_and_shows_the_result_without_a_reload(stack, page, t
     shown = float(confidence.inner_text().strip().rstrip("%").strip())
     assert shown == pytest.approx(100 * api["confidence"], abs=0.051)
     assert api["study"]["age_years"] == "5.50"
+    warning = page.locator("[data-testid=untrained-warning]")
+    if "untrained" in api["model"]["name"]:
+        expect(warning).to_be_visible()
+    else:
+        expect(warning).to_be_hidden()
     assert api["patient"] == int(patient_id)
 
     screenshot = tmp_path / "result.png"

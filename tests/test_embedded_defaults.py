@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import logs_shown_on_failure, running_stack
+from .stack import running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -23,17 +23,6 @@ def stack(tmp_path_factory):
     with running_stack(tmp_path_factory.mktemp("embedded"), users=users) as stack:
         assert "DATABASE_URL" not in stack.env and "CELERY_BROKER_URL" not in stack.env
         yield stack
-
-
-@pytest.fixture(autouse=True)
-def _show_logs(stack):
-    with logs_shown_on_failure(stack):
-        yield
-
-
-@pytest.fixture(scope="module")
-def alice(stack):
-    return stack.api_session("alice")
 
 
 def submit(stack, session, **fields):

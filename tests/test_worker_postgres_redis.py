@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from .servers import POSTGRES_URL, REDIS_URL, require
-from .stack import FINISHED, logs_shown_on_failure, running_stack, wait_until
+from .stack import FINISHED, running_stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,17 +31,6 @@ def stack(tmp_path_factory):
         tmp_path_factory.mktemp("stack"), database_url=POSTGRES_URL, broker_url=REDIS_URL, users=users
     ) as stack:
         yield stack
-
-
-@pytest.fixture(autouse=True)
-def _show_logs(stack):
-    with logs_shown_on_failure(stack):
-        yield
-
-
-@pytest.fixture(scope="module")
-def alice(stack):
-    return stack.api_session("alice")
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,8 @@
       set("model", p.model.name + "@" + p.model.weights_sha256.slice(0, 12));
     }
     if (p.status === "failed") set("error", p.error);
+    var untrained = document.getElementById("untrained-warning");
+    if (untrained) untrained.hidden = !(p.status === "succeeded" && (p.model.name || "").indexOf("untrained") !== -1);
   }
 
   var delay = 1000;

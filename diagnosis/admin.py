@@ -1,7 +1,10 @@
 import csv
 
+from django import forms
 from django.contrib import admin
-from django.http import StreamingHttpResponse
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -59,9 +62,29 @@ class StudyAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
         return False  # studies come in through the upload form or the API, which validate the image
 
 
+class PredictionReviewForm(forms.ModelForm):
+    """The same review rules as the API: a disagreement names the corrected label."""
+
+    class Meta:
+        model = Prediction
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        if "review_verdict" not in self.fields:
+            return data  # the review is read-only here
+        verdict = data.get("review_verdict")
+        if verdict == Prediction.Verdict.DISAGREE and not data.get("review_label"):
+            self.add_error("review_label", "Give the corrected label when you disagree.")
+        if not verdict and (data.get("review_label") or data.get("review_comment")):
+            self.add_error("review_verdict", "Choose a verdict to record a review.")
+        return data
+
+
 @admin.register(Prediction)
 class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
     visible = staticmethod(visible_predictions)
+    form = PredictionReviewForm
     list_display = [
         "id", "thumbnail", "patient_mrn", "label", "probability_display", "status",
         "model_version", "is_reviewed", "queued_at",
@@ -155,11 +178,13 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
 
     def export_csv(self, request):
         if not self.has_view_permission(request):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         # The change list applies the same filters and search as the page the link came from.
-        changelist = self.get_changelist_instance(request)
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            # What the change list itself does with a filter it cannot apply.
+            return HttpResponseRedirect(reverse("admin:diagnosis_prediction_changelist") + "?e=1")
         queryset = changelist.get_queryset(request).select_related("study__patient", "reviewed_by")
         writer = csv.writer(Echo())
 

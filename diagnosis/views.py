@@ -3,6 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
 
@@ -66,8 +67,9 @@ def patient_detail(request, pk):
 @require_http_methods(["GET", "POST"])
 def upload(request):
     initial = {}
-    if "patient" in request.GET:
-        initial["patient"] = writable_patients(request.user).filter(pk=request.GET["patient"]).first()
+    preselect = request.GET.get("patient", "")
+    if preselect.isdecimal():  # ?patient=abc is ignored, not a server error
+        initial["patient"] = writable_patients(request.user).filter(pk=int(preselect)).first()
     form = UploadForm(request.POST or None, request.FILES or None, user=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -99,6 +101,7 @@ def study_thumbnail(request, pk):
     return image_response(get_object_or_404(visible_studies(request.user), pk=pk), thumbnail=True)
 
 
+@never_cache  # the page may show a secret
 @login_required
 @require_http_methods(["GET", "POST"])
 def api_token(request):

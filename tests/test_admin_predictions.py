@@ -1,3 +1,5 @@
+"""The prediction admin: the reviewers' worklist, review-only edits and the CSV export."""
+
 import csv
 import io
 
@@ -6,12 +8,17 @@ from django.urls import reverse
 
 from diagnosis.models import Prediction
 
-from .factories import PASSWORD, PredictionFactory, StudyFactory
+from .factories import PASSWORD, PatientFactory, PredictionFactory, StudyFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = reverse("admin:diagnosis_prediction_changelist")
 EXPORT = reverse("admin:diagnosis_prediction_export")
+CSV_HEADER = [
+    "id", "mrn", "patient", "study", "age_years", "status", "label", "probability", "threshold",
+    "model_name", "model_sha256", "queued_at", "finished_at", "review_verdict", "review_label",
+    "review_comment", "reviewed_by", "reviewed_at",
+]
 
 
 @pytest.fixture
@@ -24,22 +31,73 @@ def change_url(prediction):
     return reverse("admin:diagnosis_prediction_change", args=[prediction.pk])
 
 
-def test_it_lists_predictions_with_thumbnail_and_filters(admin_client_for_reviewer, patient, foreign_patient):
+def csv_rows(response):
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv"
+    assert response["Content-Disposition"].startswith('attachment; filename="predictions-')
+    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_it_lists_everyones_predictions_with_thumbnails(admin_client_for_reviewer, patient, foreign_patient):
     mine = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
     other = PredictionFactory(study=StudyFactory(patient=foreign_patient))
     response = admin_client_for_reviewer.get(CHANGELIST)
     assert response.status_code == 200
+    assert set(response.context["cl"].result_list) == {mine, other}
     html = response.content.decode()
     assert reverse("study_thumbnail", args=[mine.study_id]) in html
     assert patient.mrn in html and foreign_patient.mrn in html
-    assert "compact-test@abababababab" in html
-    assert "Export CSV" in html
-    for name in ("label", "status", "model_name", "reviewed"):
-        assert f"?{name}" in html or f"{name}__exact=" in html or f"{name}=" in html
+    assert "compact-test@abababababab" in html and "0.910" in html
+
+
+def test_it_has_filters_and_a_date_hierarchy(admin_client_for_reviewer, patient):
+    PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    cl = admin_client_for_reviewer.get(CHANGELIST).context["cl"]
+    titles = {str(spec.title) for spec in cl.filter_specs}
+    assert {"label", "status", "model name", "model weights sha256", "reviewed", "review verdict", "queued at"} <= titles
+    assert cl.date_hierarchy == "queued_at"
+
+
+def test_it_filters(admin_client_for_reviewer, reviewer, patient):
+    positive = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    normal = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, label="NORMAL", probability=0.2)
+    failed = PredictionFactory(study=StudyFactory(patient=patient), status="failed")
+    Prediction.objects.filter(pk=normal.pk).update(review_verdict="agree", reviewed_by=reviewer)
+
+    def listed(**params):
+        return set(admin_client_for_reviewer.get(CHANGELIST, params).context["cl"].result_list)
+
+    assert listed(label__exact="PNEUMONIA") == {positive}
+    assert listed(status__exact="failed") == {failed}
+    assert listed(reviewed="yes") == {normal}
+    assert listed(reviewed="no") == {positive, failed}
+    assert listed(reviewed="no", label__exact="PNEUMONIA") == {positive}
+
+
+def test_it_searches_by_mrn(admin_client_for_reviewer, patient, foreign_patient):
+    PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    other = PredictionFactory(study=StudyFactory(patient=foreign_patient))
     searched = admin_client_for_reviewer.get(CHANGELIST, {"q": foreign_patient.mrn})
     assert list(searched.context["cl"].result_list) == [other]
-    filtered = admin_client_for_reviewer.get(CHANGELIST, {"reviewed": "no", "label__exact": "PNEUMONIA"})
-    assert list(filtered.context["cl"].result_list) == [mine]
+    assert admin_client_for_reviewer.get(CHANGELIST, {"q": "no-such-mrn"}).context["cl"].result_count == 0
+
+
+def test_it_links_the_csv_export_of_the_filtered_list(admin_client_for_reviewer):
+    html = admin_client_for_reviewer.get(CHANGELIST, {"label__exact": "PNEUMONIA", "q": "MRN 1"}).content.decode()
+    assert f'href="{EXPORT}?label__exact=PNEUMONIA&amp;q=MRN+1"' in html and "Export CSV" in html
+    assert "object-tools" in html and "addlink" not in html  # no "Add" button: predictions come from uploads
+
+
+def test_it_shows_results_read_only_and_the_review_editable(admin_client_for_reviewer, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    response = admin_client_for_reviewer.get(change_url(prediction))
+    assert response.status_code == 200
+    html = response.content.decode()
+    for name in ("review_verdict", "review_label", "review_comment"):
+        assert f'name="{name}"' in html, name
+    for name in ("label", "probability", "threshold", "status", "model_name", "reviewed_by", "reviewed_at"):
+        assert f'name="{name}"' not in html, name
+    assert reverse("study_image", args=[prediction.study_id]) in html
 
 
 def test_it_records_a_review_and_nothing_else(admin_client_for_reviewer, reviewer, patient):
@@ -53,21 +111,64 @@ def test_it_records_a_review_and_nothing_else(admin_client_for_reviewer, reviewe
             "label": "NORMAL",
             "probability": "0.01",
             "status": "failed",
+            "reviewed_by": "",
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     prediction.refresh_from_db()
     assert prediction.review_verdict == "disagree" and prediction.review_label == "NORMAL"
+    assert prediction.review_comment == "Artefact."
     assert prediction.reviewed_by == reviewer and prediction.reviewed_at is not None
     assert prediction.label == "PNEUMONIA" and prediction.probability == pytest.approx(0.91)
     assert prediction.status == Prediction.Status.SUCCEEDED
 
 
-def test_it_keeps_unfinished_predictions_read_only(admin_client_for_reviewer, patient):
-    prediction = PredictionFactory(study=StudyFactory(patient=patient))
-    admin_client_for_reviewer.post(change_url(prediction), {"review_verdict": "agree"})
+def test_it_clears_the_corrected_label_on_agreement(admin_client_for_reviewer, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    response = admin_client_for_reviewer.post(
+        change_url(prediction), {"review_verdict": "agree", "review_label": "NORMAL", "review_comment": ""}
+    )
+    assert response.status_code == 302
     prediction.refresh_from_db()
-    assert prediction.review_verdict == ""
+    assert prediction.review_verdict == "agree" and prediction.review_label == ""
+
+
+def test_it_requires_the_corrected_label_on_disagreement(admin_client_for_reviewer, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    response = admin_client_for_reviewer.post(
+        change_url(prediction), {"review_verdict": "disagree", "review_label": "", "review_comment": ""}
+    )
+    assert response.status_code == 200
+    assert "Give the corrected label when you disagree." in response.content.decode()
+    prediction.refresh_from_db()
+    assert prediction.review_verdict == "" and prediction.reviewed_by is None
+
+
+def test_it_requires_a_verdict_for_a_comment(admin_client_for_reviewer, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    response = admin_client_for_reviewer.post(
+        change_url(prediction), {"review_verdict": "", "review_label": "", "review_comment": "Hmm."}
+    )
+    assert response.status_code == 200
+    assert "Choose a verdict to record a review." in response.content.decode()
+    prediction.refresh_from_db()
+    assert prediction.review_comment == "" and prediction.reviewed_at is None
+
+
+def test_it_does_not_stamp_a_save_without_changes(admin_client_for_reviewer, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    admin_client_for_reviewer.post(change_url(prediction), {"review_verdict": "", "review_label": "", "review_comment": ""})
+    prediction.refresh_from_db()
+    assert prediction.reviewed_by is None and prediction.reviewed_at is None
+
+
+@pytest.mark.parametrize("status", ["queued", "running", "failed", "cancelled"])
+def test_it_keeps_unfinished_predictions_read_only(admin_client_for_reviewer, patient, status):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), status=status)
+    assert 'name="review_verdict"' not in admin_client_for_reviewer.get(change_url(prediction)).content.decode()
+    admin_client_for_reviewer.post(change_url(prediction), {"review_verdict": "agree", "status": "succeeded"})
+    prediction.refresh_from_db()
+    assert prediction.review_verdict == "" and prediction.status == status and prediction.reviewed_by is None
 
 
 def test_it_has_no_add_or_delete(admin_client_for_reviewer, patient):
@@ -82,23 +183,79 @@ def test_it_exports_the_filtered_list_as_csv(admin_client_for_reviewer, patient)
     positive = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
     PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, label="NORMAL", probability=0.2)
     PredictionFactory(study=StudyFactory(patient=patient))
-    response = admin_client_for_reviewer.get(EXPORT, {"label__exact": "PNEUMONIA"})
-    assert response.status_code == 200
-    assert response["Content-Type"] == "text/csv"
-    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert [int(r["id"]) for r in rows] == [positive.pk]
-    assert rows[0]["mrn"] == patient.mrn and rows[0]["probability"] == "0.910000"
-    assert rows[0]["model_sha256"] == "ab" * 32
+    rows = csv_rows(admin_client_for_reviewer.get(EXPORT, {"label__exact": "PNEUMONIA"}))
+    assert rows[0] == CSV_HEADER
+    assert len(rows) == 2
+    row = dict(zip(CSV_HEADER, rows[1], strict=True))
+    assert int(row["id"]) == positive.pk and row["mrn"] == patient.mrn and row["patient"] == patient.name
+    assert row["probability"] == "0.910000" and row["label"] == "PNEUMONIA" and row["status"] == "succeeded"
+    assert row["model_sha256"] == "ab" * 32 and row["age_years"] == "3.50"
+
+
+def test_it_exports_everything_unfiltered_and_follows_the_search(admin_client_for_reviewer, patient, foreign_patient):
+    PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    theirs = PredictionFactory(study=StudyFactory(patient=foreign_patient))
+    assert len(csv_rows(admin_client_for_reviewer.get(EXPORT))) == 3
+    rows = csv_rows(admin_client_for_reviewer.get(EXPORT, {"q": foreign_patient.mrn}))
+    assert [int(r[0]) for r in rows[1:]] == [theirs.pk]
+
+
+def test_it_exports_just_the_header_when_nothing_matches(admin_client_for_reviewer, patient):
+    PredictionFactory(study=StudyFactory(patient=patient))
+    assert csv_rows(admin_client_for_reviewer.get(EXPORT, {"label__exact": "NORMAL"})) == [CSV_HEADER]
+
+
+def test_it_exports_the_review(admin_client_for_reviewer, reviewer, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    admin_client_for_reviewer.post(
+        change_url(prediction), {"review_verdict": "disagree", "review_label": "NORMAL", "review_comment": "Thymus."}
+    )
+    rows = csv_rows(admin_client_for_reviewer.get(EXPORT, {"reviewed": "yes"}))
+    row = dict(zip(CSV_HEADER, rows[1], strict=True))
+    assert (row["review_verdict"], row["review_label"], row["review_comment"]) == ("disagree", "NORMAL", "Thymus.")
+    assert row["reviewed_by"] == reviewer.username and row["reviewed_at"]
+
+
+def test_it_sends_a_bad_export_filter_back_to_the_list(admin_client_for_reviewer):
+    response = admin_client_for_reviewer.get(EXPORT, {"bogus__field": "1"})
+    assert response.status_code == 302 and response["Location"] == f"{CHANGELIST}?e=1"
 
 
 def test_it_neutralises_spreadsheet_formulas_in_csv(admin_client_for_reviewer, patient):
-    patient.name = "=HYPERLINK(\"http://evil\")"
+    patient.name = '=HYPERLINK("http://evil")'
     patient.save()
     PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
-    body = b"".join(admin_client_for_reviewer.get(EXPORT).streaming_content).decode()
-    assert "'=HYPERLINK" in body
+    rows = csv_rows(admin_client_for_reviewer.get(EXPORT))
+    assert rows[1][CSV_HEADER.index("patient")] == "'=HYPERLINK(\"http://evil\")"
 
 
-def test_it_keeps_clinicians_out_of_the_admin(logged_in):
-    assert logged_in.get(CHANGELIST).status_code == 302
-    assert logged_in.get(EXPORT).status_code == 302
+def test_it_keeps_clinicians_out_of_the_admin(logged_in, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    for url in (reverse("admin:index"), CHANGELIST, change_url(prediction), EXPORT):
+        response = logged_in.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith(reverse("admin:login")), url
+
+
+def test_it_keeps_a_reviewer_without_staff_status_out(client, reviewer):
+    reviewer.is_staff = False
+    reviewer.save()
+    assert client.login(username=reviewer.username, password=PASSWORD)
+    assert client.get(CHANGELIST).status_code == 302
+    assert client.get(EXPORT).status_code == 302
+
+
+def test_it_shows_a_staff_clinician_only_their_own_records(client, patient, foreign_patient):
+    staff_clinician = UserFactory(role="clinician")
+    staff_clinician.is_staff = True
+    staff_clinician.save()
+    own_patient = PatientFactory(owner=staff_clinician)
+    own = PredictionFactory(study=StudyFactory(patient=own_patient), succeeded=True)
+    foreign = PredictionFactory(study=StudyFactory(patient=foreign_patient), succeeded=True)
+    assert client.login(username=staff_clinician.username, password=PASSWORD)
+    assert list(client.get(CHANGELIST).context["cl"].result_list) == [own]
+    assert [int(r[0]) for r in csv_rows(client.get(EXPORT))[1:]] == [own.pk]
+    assert client.get(change_url(foreign)).status_code in (302, 404)
+    # Viewing is allowed; recording a review is not (no review permission).
+    html = client.get(change_url(own)).content.decode()
+    assert 'name="review_verdict"' not in html

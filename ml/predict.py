@@ -1,0 +1,54 @@
+"""Predict chest X-rays from the command line, through the worker's code path.
+
+    python -m ml.predict IMAGE... [--age YEARS] [--model PATH]
+
+Prints one JSON object per line per image: file, label, probability, threshold,
+model (name + weights sha256). Unreadable or non-image files give a JSON error line
+and a non-zero exit status.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .inference import Predictor
+from .preprocessing import ImageDecodeError, decode_image
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "pneumoweb-compact.safetensors"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument("--age", type=float, help="age in years at acquisition (0-120)")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    if args.age is not None and not 0 <= args.age <= 120:
+        parser.error("--age must be between 0 and 120 years")
+
+    predictor = Predictor.load(args.model, device=args.device)
+    model = {"name": predictor.name, "weights_sha256": predictor.weights_sha256}
+    failures = 0
+    for path in args.images:
+        try:
+            image = decode_image(path)
+        except (ImageDecodeError, OSError) as exc:
+            failures += 1
+            message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            print(json.dumps({"file": str(path), "error": message}), flush=True)
+            continue
+        [probability] = predictor.predict([(image, args.age)])
+        print(json.dumps({
+            "file": str(path),
+            "label": predictor.label(probability),
+            "probability": round(probability, 6),
+            "threshold": predictor.threshold,
+            "model": model,
+        }), flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

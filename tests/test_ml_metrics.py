@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from ml.metrics import confusion, fit_temperature, roc_auc, summary, threshold_for_recall
+
+
+def brute_force_auc(labels, scores):
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    return (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+
+
+def test_it_computes_auc_like_the_mann_whitney_statistic():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 500)
+    scores = np.round(labels + rng.normal(0, 1, 500), 1)  # with ties
+    assert roc_auc(labels, scores) == pytest.approx(brute_force_auc(labels, scores))
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+
+
+def test_it_picks_the_highest_threshold_meeting_the_recall_floor():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 2000)
+    scores = 1 / (1 + np.exp(-(2 * labels - 1 + rng.normal(0, 1.5, 2000))))
+    threshold = threshold_for_recall(labels, scores, 0.98)
+    assert summary(labels, scores, threshold)["recall"] >= 0.98
+    slightly_higher = np.min(scores[scores > threshold])
+    assert summary(labels, scores, slightly_higher)["recall"] < 0.98
+
+
+def test_it_summarises_a_confusion_matrix():
+    metrics = summary([0, 0, 1, 1, 1], [0.1, 0.6, 0.7, 0.4, 0.9], 0.5)
+    assert confusion([0, 0, 1, 1, 1], [0.1, 0.6, 0.7, 0.4, 0.9], 0.5) == {"tp": 2, "fp": 1, "tn": 1, "fn": 1}
+    assert metrics["accuracy"] == pytest.approx(0.6)
+    assert metrics["recall"] == pytest.approx(2 / 3) and metrics["specificity"] == pytest.approx(0.5)
+    assert metrics["confusion_matrix"]["rows_true_cols_predicted"] == [[1, 1], [1, 2]]
+
+
+def test_it_fits_the_temperature_of_overconfident_logits():
+    rng = np.random.default_rng(2)
+    true_logits = rng.normal(0, 2, 5000)
+    labels = (rng.random(5000) < 1 / (1 + np.exp(-true_logits))).astype(int)
+    assert fit_temperature(true_logits * 4, labels) == pytest.approx(4, rel=0.15)

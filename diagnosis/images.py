@@ -4,6 +4,7 @@ import hashlib
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.template.defaultfilters import filesizeformat
 
 from ml.preprocessing import ImageDecodeError, decode_image
 
@@ -36,7 +37,7 @@ def check_upload(upload):
         raise ValidationError("The submitted file is empty.", code="empty")
     if upload.size > limit:
         raise ValidationError(
-            f"Image file is {upload.size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB.", code="too_large"
+            f"Image file is {filesizeformat(upload.size)}; the limit is {filesizeformat(limit)}.", code="too_large"
         )
     upload.seek(0)
     try:

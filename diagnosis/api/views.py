@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import filters, mixins, serializers, status, viewsets
@@ -53,7 +54,7 @@ class PredictView(APIView):
         serializer = PredictRequestSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         prediction = serializer.save()
-        url = request.build_absolute_uri(f"/api/predictions/{prediction.pk}/")
+        url = request.build_absolute_uri(reverse("api:prediction-detail", args=[prediction.pk]))
         body = {
             "id": prediction.pk,
             "status": prediction.status,

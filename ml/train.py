@@ -36,6 +36,10 @@ log = logging.getLogger("ml.train")
 MIN_RECALL = 0.98
 
 
+def sigmoid(logits):
+    return torch.sigmoid(torch.as_tensor(logits, dtype=torch.float64)).numpy()
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
@@ -167,7 +171,7 @@ def train(args):
             train_mode(model, backbones_trainable)
             loss = run_epoch(model, train_loader, optimizer, scheduler, loss_fn, device, f"{stage} {epoch + 1}/{epochs}")
             logits, labels = predict_logits(model, val_loader, device)
-            metrics = summary(labels, 1 / (1 + np.exp(-logits)), 0.5)
+            metrics = summary(labels, sigmoid(logits), 0.5)
             val_loss = float(torch.nn.functional.binary_cross_entropy_with_logits(
                 torch.from_numpy(logits), torch.from_numpy(labels).float()))
             state["history"].append({"stage": stage, "epoch": epoch + 1, "train_loss": loss,
@@ -193,7 +197,7 @@ def train(args):
     model.load_state_dict(state["best"])
     logits, labels = predict_logits(model, val_loader, device)
     temperature = fit_temperature(logits, labels)
-    probabilities = 1 / (1 + np.exp(-logits / temperature))
+    probabilities = sigmoid(logits / temperature)
     threshold = threshold_for_recall(labels, probabilities, MIN_RECALL)
     card = {
         "name": args.name or f"pneumoweb-{config.name}",

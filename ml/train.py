@@ -109,7 +109,7 @@ def prepare_data(args, config):
         "n_files": len(samples) + len(dropped),
         "n_duplicates_dropped": len(dropped),
         "split": {
-            "method": "by patient (file-name key), sha256 bucket",
+            "method": "by patient (file-name key), stratified by class, seeded sha256 order",
             "val_fraction": args.val_fraction,
             "seed": args.split_seed,
             "n_train": len(train),

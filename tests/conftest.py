@@ -86,3 +86,9 @@ def _show_stack_logs_on_failure(request):
 @pytest.fixture(scope="module")
 def alice(stack):
     return stack.api_session("alice")
+
+
+@pytest.fixture
+def reviewer_client(client, reviewer):
+    assert client.login(username=reviewer.username, password=PASSWORD)
+    return client

@@ -21,12 +21,6 @@ CSV_HEADER = [
 ]
 
 
-@pytest.fixture
-def admin_client_for_reviewer(client, reviewer):
-    assert client.login(username=reviewer.username, password=PASSWORD)
-    return client
-
-
 def change_url(prediction):
     return reverse("admin:diagnosis_prediction_change", args=[prediction.pk])
 
@@ -38,10 +32,10 @@ def csv_rows(response):
     return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
 
 
-def test_it_lists_everyones_predictions_with_thumbnails(admin_client_for_reviewer, patient, foreign_patient):
+def test_it_lists_everyones_predictions_with_thumbnails(reviewer_client, patient, foreign_patient):
     mine = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
     other = PredictionFactory(study=StudyFactory(patient=foreign_patient))
-    response = admin_client_for_reviewer.get(CHANGELIST)
+    response = reviewer_client.get(CHANGELIST)
     assert response.status_code == 200
     assert set(response.context["cl"].result_list) == {mine, other}
     html = response.content.decode()
@@ -50,22 +44,22 @@ def test_it_lists_everyones_predictions_with_thumbnails(admin_client_for_reviewe
     assert "compact-test@abababababab" in html and "0.910" in html
 
 
-def test_it_has_filters_and_a_date_hierarchy(admin_client_for_reviewer, patient):
+def test_it_has_filters_and_a_date_hierarchy(reviewer_client, patient):
     PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
-    cl = admin_client_for_reviewer.get(CHANGELIST).context["cl"]
+    cl = reviewer_client.get(CHANGELIST).context["cl"]
     titles = {str(spec.title) for spec in cl.filter_specs}
     assert {"label", "status", "model name", "model weights sha256", "reviewed", "review verdict", "queued at"} <= titles
     assert cl.date_hierarchy == "queued_at"
 
 
-def test_it_filters(admin_client_for_reviewer, reviewer, patient):
+def test_it_filters(reviewer_client, reviewer, patient):
     positive = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
     normal = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, label="NORMAL", probability=0.2)
     failed = PredictionFactory(study=StudyFactory(patient=patient), status="failed")
     Prediction.objects.filter(pk=normal.pk).update(review_verdict="agree", reviewed_by=reviewer)
 
     def listed(**params):
-        return set(admin_client_for_reviewer.get(CHANGELIST, params).context["cl"].result_list)
+        return set(reviewer_client.get(CHANGELIST, params).context["cl"].result_list)
 
     assert listed(label__exact="PNEUMONIA") == {positive}
     assert listed(status__exact="failed") == {failed}
@@ -74,23 +68,23 @@ def test_it_filters(admin_client_for_reviewer, reviewer, patient):
     assert listed(reviewed="no", label__exact="PNEUMONIA") == {positive}
 
 
-def test_it_searches_by_mrn(admin_client_for_reviewer, patient, foreign_patient):
+def test_it_searches_by_mrn(reviewer_client, patient, foreign_patient):
     PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
     other = PredictionFactory(study=StudyFactory(patient=foreign_patient))
-    searched = admin_client_for_reviewer.get(CHANGELIST, {"q": foreign_patient.mrn})
+    searched = reviewer_client.get(CHANGELIST, {"q": foreign_patient.mrn})
     assert list(searched.context["cl"].result_list) == [other]
-    assert admin_client_for_reviewer.get(CHANGELIST, {"q": "no-such-mrn"}).context["cl"].result_count == 0
+    assert reviewer_client.get(CHANGELIST, {"q": "no-such-mrn"}).context["cl"].result_count == 0
 
 
-def test_it_links_the_csv_export_of_the_filtered_list(admin_client_for_reviewer):
-    html = admin_client_for_reviewer.get(CHANGELIST, {"label__exact": "PNEUMONIA", "q": "MRN 1"}).content.decode()
+def test_it_links_the_csv_export_of_the_filtered_list(reviewer_client):
+    html = reviewer_client.get(CHANGELIST, {"label__exact": "PNEUMONIA", "q": "MRN 1"}).content.decode()
     assert f'href="{EXPORT}?label__exact=PNEUMONIA&amp;q=MRN+1"' in html and "Export CSV" in html
     assert "object-tools" in html and "addlink" not in html  # no "Add" button: predictions come from uploads
 
 
-def test_it_shows_results_read_only_and_the_review_editable(admin_client_for_reviewer, patient):
+def test_it_shows_results_read_only_and_the_review_editable(reviewer_client, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
-    response = admin_client_for_reviewer.get(change_url(prediction))
+    response = reviewer_client.get(change_url(prediction))
     assert response.status_code == 200
     html = response.content.decode()
     for name in ("review_verdict", "review_label", "review_comment"):
@@ -100,9 +94,9 @@ def test_it_shows_results_read_only_and_the_review_editable(admin_client_for_rev
     assert reverse("study_image", args=[prediction.study_id]) in html
 
 
-def test_it_records_a_review_and_nothing_else(admin_client_for_reviewer, reviewer, patient):
+def test_it_records_a_review_and_nothing_else(reviewer_client, reviewer, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
-    response = admin_client_for_reviewer.post(
+    response = reviewer_client.post(
         change_url(prediction),
         {
             "review_verdict": "disagree",
@@ -123,9 +117,9 @@ def test_it_records_a_review_and_nothing_else(admin_client_for_reviewer, reviewe
     assert prediction.status == Prediction.Status.SUCCEEDED
 
 
-def test_it_clears_the_corrected_label_on_agreement(admin_client_for_reviewer, patient):
+def test_it_clears_the_corrected_label_on_agreement(reviewer_client, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
-    response = admin_client_for_reviewer.post(
+    response = reviewer_client.post(
         change_url(prediction), {"review_verdict": "agree", "review_label": "NORMAL", "review_comment": ""}
     )
     assert response.status_code == 302
@@ -133,9 +127,9 @@ def test_it_clears_the_corrected_label_on_agreement(admin_client_for_reviewer, p
     assert prediction.review_verdict == "agree" and prediction.review_label == ""
 
 
-def test_it_requires_the_corrected_label_on_disagreement(admin_client_for_reviewer, patient):
+def test_it_requires_the_corrected_label_on_disagreement(reviewer_client, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
-    response = admin_client_for_reviewer.post(
+    response = reviewer_client.post(
         change_url(prediction), {"review_verdict": "disagree", "review_label": "", "review_comment": ""}
     )
     assert response.status_code == 200
@@ -144,9 +138,9 @@ def test_it_requires_the_corrected_label_on_disagreement(admin_client_for_review
     assert prediction.review_verdict == "" and prediction.reviewed_by is None
 
 
-def test_it_requires_a_verdict_for_a_comment(admin_client_for_reviewer, patient):
+def test_it_requires_a_verdict_for_a_comment(reviewer_client, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
-    response = admin_client_for_reviewer.post(
+    response = reviewer_client.post(
         change_url(prediction), {"review_verdict": "", "review_label": "", "review_comment": "Hmm."}
     )
     assert response.status_code == 200
@@ -155,35 +149,35 @@ def test_it_requires_a_verdict_for_a_comment(admin_client_for_reviewer, patient)
     assert prediction.review_comment == "" and prediction.reviewed_at is None
 
 
-def test_it_does_not_stamp_a_save_without_changes(admin_client_for_reviewer, patient):
+def test_it_does_not_stamp_a_save_without_changes(reviewer_client, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
-    admin_client_for_reviewer.post(change_url(prediction), {"review_verdict": "", "review_label": "", "review_comment": ""})
+    reviewer_client.post(change_url(prediction), {"review_verdict": "", "review_label": "", "review_comment": ""})
     prediction.refresh_from_db()
     assert prediction.reviewed_by is None and prediction.reviewed_at is None
 
 
 @pytest.mark.parametrize("status", ["queued", "running", "failed", "cancelled"])
-def test_it_keeps_unfinished_predictions_read_only(admin_client_for_reviewer, patient, status):
+def test_it_keeps_unfinished_predictions_read_only(reviewer_client, patient, status):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), status=status)
-    assert 'name="review_verdict"' not in admin_client_for_reviewer.get(change_url(prediction)).content.decode()
-    admin_client_for_reviewer.post(change_url(prediction), {"review_verdict": "agree", "status": "succeeded"})
+    assert 'name="review_verdict"' not in reviewer_client.get(change_url(prediction)).content.decode()
+    reviewer_client.post(change_url(prediction), {"review_verdict": "agree", "status": "succeeded"})
     prediction.refresh_from_db()
     assert prediction.review_verdict == "" and prediction.status == status and prediction.reviewed_by is None
 
 
-def test_it_has_no_add_or_delete(admin_client_for_reviewer, patient):
+def test_it_has_no_add_or_delete(reviewer_client, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
-    assert admin_client_for_reviewer.get(reverse("admin:diagnosis_prediction_add")).status_code == 403
+    assert reviewer_client.get(reverse("admin:diagnosis_prediction_add")).status_code == 403
     delete = reverse("admin:diagnosis_prediction_delete", args=[prediction.pk])
-    assert admin_client_for_reviewer.post(delete, {"post": "yes"}).status_code == 403
+    assert reviewer_client.post(delete, {"post": "yes"}).status_code == 403
     assert Prediction.objects.filter(pk=prediction.pk).exists()
 
 
-def test_it_exports_the_filtered_list_as_csv(admin_client_for_reviewer, patient):
+def test_it_exports_the_filtered_list_as_csv(reviewer_client, patient):
     positive = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
     PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, label="NORMAL", probability=0.2)
     PredictionFactory(study=StudyFactory(patient=patient))
-    rows = csv_rows(admin_client_for_reviewer.get(EXPORT, {"label__exact": "PNEUMONIA"}))
+    rows = csv_rows(reviewer_client.get(EXPORT, {"label__exact": "PNEUMONIA"}))
     assert rows[0] == CSV_HEADER
     assert len(rows) == 2
     row = dict(zip(CSV_HEADER, rows[1], strict=True))
@@ -192,40 +186,40 @@ def test_it_exports_the_filtered_list_as_csv(admin_client_for_reviewer, patient)
     assert row["model_sha256"] == "ab" * 32 and row["age_years"] == "3.50"
 
 
-def test_it_exports_everything_unfiltered_and_follows_the_search(admin_client_for_reviewer, patient, foreign_patient):
+def test_it_exports_everything_unfiltered_and_follows_the_search(reviewer_client, patient, foreign_patient):
     PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
     theirs = PredictionFactory(study=StudyFactory(patient=foreign_patient))
-    assert len(csv_rows(admin_client_for_reviewer.get(EXPORT))) == 3
-    rows = csv_rows(admin_client_for_reviewer.get(EXPORT, {"q": foreign_patient.mrn}))
+    assert len(csv_rows(reviewer_client.get(EXPORT))) == 3
+    rows = csv_rows(reviewer_client.get(EXPORT, {"q": foreign_patient.mrn}))
     assert [int(r[0]) for r in rows[1:]] == [theirs.pk]
 
 
-def test_it_exports_just_the_header_when_nothing_matches(admin_client_for_reviewer, patient):
+def test_it_exports_just_the_header_when_nothing_matches(reviewer_client, patient):
     PredictionFactory(study=StudyFactory(patient=patient))
-    assert csv_rows(admin_client_for_reviewer.get(EXPORT, {"label__exact": "NORMAL"})) == [CSV_HEADER]
+    assert csv_rows(reviewer_client.get(EXPORT, {"label__exact": "NORMAL"})) == [CSV_HEADER]
 
 
-def test_it_exports_the_review(admin_client_for_reviewer, reviewer, patient):
+def test_it_exports_the_review(reviewer_client, reviewer, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
-    admin_client_for_reviewer.post(
+    reviewer_client.post(
         change_url(prediction), {"review_verdict": "disagree", "review_label": "NORMAL", "review_comment": "Thymus."}
     )
-    rows = csv_rows(admin_client_for_reviewer.get(EXPORT, {"reviewed": "yes"}))
+    rows = csv_rows(reviewer_client.get(EXPORT, {"reviewed": "yes"}))
     row = dict(zip(CSV_HEADER, rows[1], strict=True))
     assert (row["review_verdict"], row["review_label"], row["review_comment"]) == ("disagree", "NORMAL", "Thymus.")
     assert row["reviewed_by"] == reviewer.username and row["reviewed_at"]
 
 
-def test_it_sends_a_bad_export_filter_back_to_the_list(admin_client_for_reviewer):
-    response = admin_client_for_reviewer.get(EXPORT, {"bogus__field": "1"})
+def test_it_sends_a_bad_export_filter_back_to_the_list(reviewer_client):
+    response = reviewer_client.get(EXPORT, {"bogus__field": "1"})
     assert response.status_code == 302 and response["Location"] == f"{CHANGELIST}?e=1"
 
 
-def test_it_neutralises_spreadsheet_formulas_in_csv(admin_client_for_reviewer, patient):
+def test_it_neutralises_spreadsheet_formulas_in_csv(reviewer_client, patient):
     patient.name = '=HYPERLINK("http://evil")'
     patient.save()
     PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
-    rows = csv_rows(admin_client_for_reviewer.get(EXPORT))
+    rows = csv_rows(reviewer_client.get(EXPORT))
     assert rows[1][CSV_HEADER.index("patient")] == "'=HYPERLINK(\"http://evil\")"
 
 

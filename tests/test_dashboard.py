@@ -5,17 +5,11 @@ import re
 import pytest
 from django.urls import reverse
 
-from .factories import PASSWORD, PredictionFactory, StudyFactory
+from .factories import PredictionFactory, StudyFactory
 
 pytestmark = pytest.mark.django_db
 
 URL = reverse("dashboard")
-
-
-@pytest.fixture
-def reviewer_client(client, reviewer):
-    assert client.login(username=reviewer.username, password=PASSWORD)
-    return client
 
 
 def test_it_requires_login(client):

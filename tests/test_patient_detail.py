@@ -4,15 +4,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from .factories import PASSWORD, PatientFactory, PredictionFactory, StudyFactory
+from .factories import PatientFactory, PredictionFactory, StudyFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def reviewer_client(client, reviewer):
-    assert client.login(username=reviewer.username, password=PASSWORD)
-    return client
 
 
 def url(patient):

@@ -1,17 +1,11 @@
 import pytest
 from django.urls import reverse
 
-from .factories import PASSWORD, PatientFactory
+from .factories import PatientFactory
 
 pytestmark = pytest.mark.django_db
 
 URL = reverse("patient_list")
-
-
-@pytest.fixture
-def reviewer_client(client, reviewer):
-    assert client.login(username=reviewer.username, password=PASSWORD)
-    return client
 
 
 def test_it_requires_login(client):

@@ -11,15 +11,9 @@ from django.utils import timezone
 
 from diagnosis.models import Prediction
 
-from .factories import PASSWORD, PredictionFactory, StudyFactory
+from .factories import PredictionFactory, StudyFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def reviewer_client(client, reviewer):
-    assert client.login(username=reviewer.username, password=PASSWORD)
-    return client
 
 
 def url(prediction):

@@ -6,17 +6,11 @@ import pytest
 from django.urls import reverse
 from PIL import Image
 
-from .factories import PASSWORD, StudyFactory, xray_bytes
+from .factories import StudyFactory, xray_bytes
 
 pytestmark = pytest.mark.django_db
 
 VIEWS = ["study_image", "study_thumbnail"]
-
-
-@pytest.fixture
-def reviewer_client(client, reviewer):
-    assert client.login(username=reviewer.username, password=PASSWORD)
-    return client
 
 
 def body(response):

@@ -11,6 +11,7 @@ from django.utils.html import format_html
 
 from .models import Patient, Prediction, Study
 from .permissions import can_review, visible_patients, visible_predictions, visible_studies
+from .services import apply_review, review_errors
 
 
 class Echo:
@@ -73,11 +74,11 @@ class PredictionReviewForm(forms.ModelForm):
         data = super().clean()
         if "review_verdict" not in self.fields:
             return data  # the review is read-only here
-        verdict = data.get("review_verdict")
-        if verdict == Prediction.Verdict.DISAGREE and not data.get("review_label"):
-            self.add_error("review_label", "Give the corrected label when you disagree.")
-        if not verdict and (data.get("review_label") or data.get("review_comment")):
-            self.add_error("review_verdict", "Choose a verdict to record a review.")
+        errors = review_errors(
+            verdict=data.get("review_verdict"), label=data.get("review_label"), comment=data.get("review_comment")
+        )
+        for field, message in errors.items():
+            self.add_error(field, message)
         return data
 
 
@@ -116,10 +117,10 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if any(name in form.changed_data for name in self.EDITABLE):
-            obj.reviewed_by = request.user
-            obj.reviewed_at = timezone.now()
-            if obj.review_verdict == Prediction.Verdict.AGREE:
-                obj.review_label = ""
+            apply_review(
+                obj, verdict=obj.review_verdict, label=obj.review_label, comment=obj.review_comment,
+                reviewer=request.user,
+            )
         super().save_model(request, obj, form, change)
 
     @admin.display(description="Image")

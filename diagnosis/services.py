@@ -1,6 +1,7 @@
 """Creating studies and predictions: the one write path for the form and the API."""
 
 from django.db import transaction
+from django.utils import timezone
 
 from .models import Prediction, Study
 
@@ -37,10 +38,27 @@ def submit_study(*, patient, checked_image, age_years, uploaded_by, view=Study.V
 
 def cancel_prediction(prediction):
     """Cancel a job that has not finished; returns whether anything changed."""
-    from django.utils import timezone
-
     changed = Prediction.objects.filter(
         pk=prediction.pk, status__in=[Prediction.Status.QUEUED, Prediction.Status.RUNNING]
     ).update(status=Prediction.Status.CANCELLED, finished_at=timezone.now())
     prediction.refresh_from_db()
     return bool(changed)
+
+
+def review_errors(*, verdict, label, comment):
+    """The review rules, for the admin form and the API alike: {field: message}, empty when valid."""
+    errors = {}
+    if verdict == Prediction.Verdict.DISAGREE and not label:
+        errors["review_label"] = "Give the corrected label when you disagree."
+    if not verdict and (label or comment):
+        errors["review_verdict"] = "Choose a verdict to record a review."
+    return errors
+
+
+def apply_review(prediction, *, verdict, label, comment, reviewer):
+    """Set the review fields (the caller saves). Agreement keeps no corrected label."""
+    prediction.review_verdict = verdict
+    prediction.review_label = "" if verdict == Prediction.Verdict.AGREE else label
+    prediction.review_comment = comment
+    prediction.reviewed_by = reviewer
+    prediction.reviewed_at = timezone.now()

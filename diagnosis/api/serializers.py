@@ -64,11 +64,16 @@ class ReviewSerializer(serializers.ModelSerializer):
         fields = ["verdict", "corrected_label", "comment", "reviewed_by", "reviewed_at"]
         read_only_fields = ["reviewed_at"]
 
+    API_NAMES = {"review_verdict": "verdict", "review_label": "corrected_label", "review_comment": "comment"}
+
     def validate(self, attrs):
-        if attrs.get("review_verdict") == Prediction.Verdict.DISAGREE and not attrs.get("review_label"):
-            raise serializers.ValidationError({"corrected_label": "Give the corrected label when you disagree."})
-        if attrs.get("review_verdict") == Prediction.Verdict.AGREE:
-            attrs["review_label"] = ""
+        from ..services import review_errors
+
+        errors = review_errors(
+            verdict=attrs.get("review_verdict"), label=attrs.get("review_label"), comment=attrs.get("review_comment")
+        )
+        if errors:
+            raise serializers.ValidationError({self.API_NAMES[f]: m for f, m in errors.items()})
         return attrs
 
 

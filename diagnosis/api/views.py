@@ -1,6 +1,5 @@
 from django.conf import settings
 from django.urls import reverse
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import filters, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -13,7 +12,7 @@ from rest_framework.views import APIView
 from ..media import image_response
 from ..models import Prediction
 from ..permissions import can_review, visible_patients, visible_predictions, visible_studies
-from ..services import cancel_prediction
+from ..services import apply_review, cancel_prediction
 from .filters import PredictionFilter
 from .serializers import (
     PatientSerializer,
@@ -132,5 +131,10 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"detail": "Only succeeded predictions can be reviewed."})
         serializer = ReviewSerializer(prediction, data=request.data)
         serializer.is_valid(raise_exception=True)
-        serializer.save(reviewed_by=request.user, reviewed_at=timezone.now())
+        data = serializer.validated_data
+        apply_review(
+            prediction, verdict=data["review_verdict"], label=data.get("review_label", ""),
+            comment=data.get("review_comment", ""), reviewer=request.user,
+        )
+        prediction.save()
         return Response(self.get_serializer(prediction).data)

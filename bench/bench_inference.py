@@ -18,6 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ml.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
 from ml.config import get_preset  # noqa: E402
 from ml.inference import Predictor  # noqa: E402
 from ml.model import HybridNet  # noqa: E402
@@ -43,7 +44,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--model", type=Path, default=Path("models/pneumoweb-compact.safetensors"))
+    parser.add_argument("--model", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-full", action="store_true", help="leave out the (slow) full preset")
     args = parser.parse_args()

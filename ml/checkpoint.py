@@ -10,6 +10,9 @@ from safetensors.torch import load_file, save_file
 from .config import ModelConfig
 from .model import HybridNet
 
+# The checkpoint shipped with the repository; the worker's default too (settings.PNEUMOWEB_MODEL_PATH).
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "pneumoweb-compact.safetensors"
+
 
 def card_path(weights_path):
     return Path(weights_path).with_suffix(".json")

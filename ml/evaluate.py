@@ -16,12 +16,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import deduplicate, load_samples
+from .checkpoint import DEFAULT_WEIGHTS
 from .inference import Predictor
 from .metrics import roc_curve, summary
 from .preprocessing import ImageDecodeError, decode_image
-
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "pneumoweb-compact.safetensors"
-
 
 def score(predictor, samples, batch_size=32):
     """P(pneumonia) per sample; unreadable files are skipped and reported."""
@@ -112,7 +110,7 @@ def format_table(metrics):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="folder with NORMAL/ and PNEUMONIA/ (or a CSV)")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--model", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--out", type=Path, default=Path("eval"))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dedupe", action="store_true", help="drop byte-identical duplicates first")

@@ -12,17 +12,15 @@ import json
 import sys
 from pathlib import Path
 
+from .checkpoint import DEFAULT_WEIGHTS
 from .inference import Predictor
 from .preprocessing import ImageDecodeError, decode_image
-
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "pneumoweb-compact.safetensors"
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--age", type=float, help="age in years at acquisition (0-120)")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--model", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     if args.age is not None and not 0 <= args.age <= 120:

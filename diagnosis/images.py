@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
 
-from ml.preprocessing import ImageDecodeError, decode_image
+from ml.preprocessing import ImageDecodeError, decode_image, sniff_format
 
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png"}
 
@@ -41,7 +41,8 @@ def check_upload(upload):
         )
     upload.seek(0)
     try:
-        image_format = _sniff_format(upload)
+        image_format = sniff_format(upload.read(8))
+        upload.seek(0)
         image = decode_image(
             upload,
             max_pixels=settings.PNEUMOWEB_MAX_IMAGE_PIXELS,
@@ -51,12 +52,3 @@ def check_upload(upload):
         raise ValidationError(str(exc), code="invalid_image") from exc
     return CheckedImage(upload, image, image_format)
 
-
-def _sniff_format(upload):
-    head = upload.read(8)
-    upload.seek(0)
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    raise ImageDecodeError("File is not a JPEG or PNG image.")

@@ -18,7 +18,8 @@ def image_response(study, *, thumbnail=False):
         raise Http404("The image file is missing.") from None
     if thumbnail:
         with fh:
-            image = decode_image(fh, max_pixels=10**9, min_side=1)
+            # Validated at upload; a JPEG decodes at reduced scale, which the worklist needs many of.
+            image = decode_image(fh, max_pixels=10**9, min_side=1, draft_size=THUMBNAIL_SIZE)
         image.thumbnail(THUMBNAIL_SIZE)
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")

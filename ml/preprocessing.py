@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 from .config import AGE_MAX_YEARS
 
 ALLOWED_FORMATS = {"JPEG", "PNG"}
+_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MIN_SIDE = 64
 
@@ -22,12 +23,21 @@ class ImageDecodeError(ValueError):
     """The bytes are not an image this product accepts; the message is for people."""
 
 
-def decode_image(source, *, max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_SIDE):
+def sniff_format(head):
+    """"JPEG" or "PNG" from the first bytes of a file; ImageDecodeError for anything else."""
+    for magic, name in _MAGIC.items():
+        if head.startswith(magic):
+            return name
+    raise ImageDecodeError("File is not a JPEG or PNG image.")
+
+
+def decode_image(source, *, max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_SIDE, draft_size=None):
     """Open ``source`` (path, bytes or binary file) and return a fully decoded grayscale image.
 
     Checks the format from the content (never the file name) and the pixel
     count from the header before any pixel is decoded, so a decompression
-    bomb is refused without allocating it.
+    bomb is refused without allocating it. ``draft_size`` lets a JPEG decode at a reduced
+    scale (thumbnails) instead of full resolution.
     """
     opened_here = isinstance(source, (str, Path))
     if isinstance(source, (bytes, bytearray)):
@@ -54,6 +64,8 @@ def decode_image(source, *, max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_
                 raise ImageDecodeError(
                     f"Image is {width}×{height} pixels; both sides must be at least {min_side}."
                 )
+            if draft_size is not None and image.format == "JPEG":
+                image.draft("L", draft_size)
             try:
                 image.load()
             except Exception as exc:

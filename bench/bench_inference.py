@@ -55,6 +55,11 @@ def main():
     shipped = Predictor.load(args.model, device=args.device)
     size = args.model.stat().st_size / 1e6 if args.model.exists() else float("nan")
     rows.append((f"compact (shipped: {shipped.name})", shipped, size))
+    # The same weights in PyTorch's default layout: what channels-last buys.
+    contiguous = Predictor.load(args.model, device=args.device)
+    contiguous.model.to(memory_format=torch.contiguous_format)
+    contiguous.layout = torch.contiguous_format
+    rows.append(("compact, contiguous layout", contiguous, size))
     if not args.skip_full:
         torch.manual_seed(0)
         full = HybridNet(get_preset("full")).to(args.device).eval()

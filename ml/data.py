@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import RandomAffine
 
+from .checkpoint import file_sha256
 from .preprocessing import age_to_tensor, decode_image, image_to_tensor
 
 LABELS = {"NORMAL": 0, "PNEUMONIA": 1}
@@ -75,10 +76,6 @@ def read_csv(csv_path):
 def load_samples(source):
     source = Path(source)
     return read_csv(source) if source.suffix.lower() == ".csv" else scan_folder(source)
-
-
-def file_sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def deduplicate(samples):

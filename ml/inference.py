@@ -21,6 +21,11 @@ PNEUMONIA = "PNEUMONIA"
 NORMAL = "NORMAL"
 
 
+def for_inference(model, device):
+    """Eval mode on ``device``, channels-last: oneDNN's convolutions run markedly faster in that layout."""
+    return model.to(device, memory_format=torch.channels_last).eval()
+
+
 def pick_device(preference="auto"):
     if preference == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -39,13 +44,14 @@ class Predictor:
     # False when training gave the age branch no signal (no ages in the data): the model then
     # always sees "age missing", as in training, so a typed age cannot move its output.
     uses_age: bool = True
+    layout: torch.memory_format = torch.channels_last
 
     @classmethod
     def from_checkpoint(cls, path, device="auto"):
         device = pick_device(device)
         model, card = load_checkpoint(path, device=device)
         return cls(
-            model=model,
+            model=for_inference(model, device),
             name=card.get("name", Path(path).stem),
             weights_sha256=card["weights_sha256"],
             threshold=float(card.get("threshold", 0.5)),
@@ -58,7 +64,7 @@ class Predictor:
     def untrained(cls, preset="compact", device="auto", seed=0):
         """The real architecture with seeded random weights; labelled untrained everywhere."""
         torch.manual_seed(seed)
-        model = HybridNet(get_preset(preset)).to(pick_device(device)).eval()
+        model = for_inference(HybridNet(get_preset(preset)), pick_device(device))
         return cls(
             model=model,
             name=f"{preset}-untrained-seed{seed}",
@@ -86,7 +92,8 @@ class Predictor:
             return []
         images = torch.stack([image_to_tensor(image, self.model.config) for image, _ in items])
         ages = age_to_tensor([age if self.uses_age else None for _, age in items])
-        logits = self.model(images.to(self.device), ages.to(self.device))
+        images = images.to(self.device, memory_format=self.layout)
+        logits = self.model(images, ages.to(self.device))
         return torch.sigmoid(logits.float() / self.temperature).cpu().tolist()
 
     def label(self, probability):

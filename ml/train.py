@@ -144,7 +144,8 @@ def train(args):
     log.info("train %d / val %d images; device %s; ages in data: %s", len(train_samples), len(val_samples), device, uses_age)
 
     model = HybridNet(config)
-    sources = {} if args.no_pretrained else load_pretrained(model)
+    files = {"cnn": args.cnn_weights, "vit": args.vit_weights}
+    sources = {} if args.no_pretrained else load_pretrained(model, files)
     model.to(device)
     train_loader, val_loader = loaders(train_samples, val_samples, config, args)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(D.class_weights(train_samples), device=device))
@@ -242,6 +243,8 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-pretrained", action="store_true", help="random-init backbones")
+    parser.add_argument("--cnn-weights", type=Path, help="timm-format weights file for the CNN (wins over the preset's source)")
+    parser.add_argument("--vit-weights", type=Path, help="timm-format weights file for the ViT (wins over the preset's source)")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
     parser.add_argument("--validated-age-range", type=float, nargs=2, default=[1.0, 5.0], metavar=("MIN", "MAX"),

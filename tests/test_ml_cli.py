@@ -176,3 +176,19 @@ def test_it_predicts_with_the_same_code_path_as_the_worker(trained):
 def test_it_rejects_a_bad_age_on_the_command_line(trained):
     result = run_cli("ml.predict", str(XRAYS / "normal-1.jpeg"), "--age", "-2", "--model", str(trained[0]))
     assert result.returncode == 2 and "--age" in result.stderr
+
+
+def test_it_ablates_each_branch_subset_on_pretrained_and_trained_backbones(trained, kermany, tmp_path):
+    from ml.ablation import main as ablation_main
+
+    out = tmp_path / "ablation.json"
+    ablation_main(["--data", str(kermany), "--checkpoint", str(trained[0]), "--epochs", "3",
+                   "--val-fraction", "0.25", "--workers", "0", "--out", str(out)])
+    results = json.loads(out.read_text())
+    rows = {(r["backbones"], r["branches"]): r for r in results["rows"]}
+    # The tiny checkpoint was trained without a ViT: only its CNN can be ablated.
+    assert set(rows) == {("pretrained", "cnn"), ("pretrained", "vit"), ("pretrained", "cnn+vit"),
+                         ("pretrained", "cnn+vit+age"), ("fine-tuned", "cnn")}
+    assert (results["n_train"], results["n_val"]) == (6, 2)
+    for row in rows.values():
+        assert 0 <= row["auc"] <= 1 and row["recall"] >= 0.98

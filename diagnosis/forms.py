@@ -1,6 +1,6 @@
 from django import forms
 
-from .images import check_upload
+from .images import check_upload, study_fields
 from .models import AGE_MAX, AGE_MIN, Patient, Study
 from .permissions import writable_patients
 
@@ -34,11 +34,13 @@ class UploadForm(forms.Form):
         max_value=AGE_MAX,
         max_digits=5,
         decimal_places=2,
+        required=False,
+        help_text="May be left empty for a DICOM file that records the patient's age.",
         widget=forms.NumberInput(attrs={"step": "0.01", "min": "0", "max": "120"}),
     )
     image = forms.FileField(
-        label="Chest X-ray (JPEG or PNG)",
-        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png"}),
+        label="Chest X-ray (JPEG, PNG or DICOM)",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,application/dicom,.dcm"}),
     )
     view = forms.ChoiceField(choices=Study.View.choices, initial=Study.View.PA)
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
@@ -49,3 +51,11 @@ class UploadForm(forms.Form):
 
     def clean_image(self):
         return check_upload(self.cleaned_data.get("image"))
+
+    def clean(self):
+        data = super().clean()
+        if "image" in data and "age" not in self.errors:
+            data["age"], data["view"], data["source_notes"] = study_fields(
+                data["image"], age=data.get("age"), view=data.get("view")
+            )
+        return data

@@ -1,27 +1,46 @@
 """Validation of uploaded X-ray files, shared by the upload form and the API."""
 
 import hashlib
+import io
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
 from django.template.defaultfilters import filesizeformat
 
-from ml.preprocessing import ImageDecodeError, decode_image, sniff_format
+from ml.preprocessing import SNIFF_BYTES, ImageDecodeError, decode_with_tags, sniff_format
 
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png"}
+# DICOM ViewPosition values → the study's view.
+DICOM_VIEWS = {"PA": "PA", "AP": "AP", "LL": "LAT", "RL": "LAT", "LATERAL": "LAT", "LAT": "LAT"}
 
 
 class CheckedImage:
-    """An upload that decoded cleanly, with what the record keeps about it."""
+    """An upload that decoded cleanly, with what the record keeps about it.
 
-    def __init__(self, upload, image, image_format):
+    A DICOM upload is stored as the derived 8-bit PNG, never as the DICOM file: its
+    identifying tags (name, ids, dates, institution) stay out of the media store.
+    ``dicom`` holds the few tags the record uses (age, sex, view, modality).
+    """
+
+    def __init__(self, upload, image, image_format, dicom=None):
         self.upload = upload
         self.image = image
-        self.format = image_format
+        self.source_format = image_format
+        self.dicom = dicom
         self.width, self.height = image.size
-        upload.seek(0)
-        self.sha256 = hashlib.file_digest(upload, "sha256").hexdigest()
-        upload.seek(0)
+        if dicom is not None:
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            self.file = ContentFile(buffer.getvalue())
+            self.format = "PNG"
+        else:
+            self.file = upload
+            self.format = image_format
+        self.file.seek(0)
+        self.sha256 = hashlib.file_digest(self.file, "sha256").hexdigest()
+        self.file.seek(0)
 
     @property
     def extension(self):
@@ -41,14 +60,46 @@ def check_upload(upload):
         )
     upload.seek(0)
     try:
-        image_format = sniff_format(upload.read(8))
+        image_format = sniff_format(upload.read(SNIFF_BYTES))
         upload.seek(0)
-        image = decode_image(
+        image, dicom = decode_with_tags(
             upload,
             max_pixels=settings.PNEUMOWEB_MAX_IMAGE_PIXELS,
             min_side=settings.PNEUMOWEB_MIN_IMAGE_SIDE,
         )
     except ImageDecodeError as exc:
         raise ValidationError(str(exc), code="invalid_image") from exc
-    return CheckedImage(upload, image, image_format)
+    return CheckedImage(upload, image, image_format, dicom)
 
+
+def study_fields(checked, *, age, view):
+    """(age, view, notes) for a study: a typed age and the chosen view win over the DICOM's tags.
+
+    The age may be left out only when the DICOM file records one. Disagreements between
+    what was typed and what the file says become notes shown with the study.
+    """
+    dicom = checked.dicom
+    notes = []
+    if dicom is None:
+        if age is None:
+            raise ValidationError({"age": "Enter the age at acquisition."})
+        return age, view, notes
+    notes.append(f"Read from a DICOM file ({dicom.modality or 'modality not recorded'}); "
+                 "stored as a de-identified PNG.")
+    notes.extend(dicom.notes)
+    if age is None:
+        if dicom.age_years is None:
+            raise ValidationError({"age": "Enter the age at acquisition: this DICOM file records none."})
+        age = Decimal(str(dicom.age_years))
+        notes.append(f"Age {age} years taken from the DICOM PatientAge.")
+    elif dicom.age_years is not None and abs(float(age) - dicom.age_years) >= 0.5:
+        notes.append(f"Age typed ({age} years) differs from the DICOM PatientAge ({dicom.age_years} years); "
+                     "the typed age is used.")
+    dicom_view = DICOM_VIEWS.get(dicom.view_position)
+    if dicom_view == "LAT" and view != "LAT":
+        # A lateral film is a fact about the image, whatever the form's default said.
+        notes.append(f"The DICOM ViewPosition ({dicom.view_position}) is lateral: the study is recorded as lateral.")
+        view = "LAT"
+    elif dicom.view_position and dicom_view != view:
+        notes.append(f"The DICOM ViewPosition is {dicom.view_position}; the view given ({view}) is used.")
+    return age, view, notes

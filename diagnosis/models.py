@@ -56,6 +56,10 @@ class Study(models.Model):
     image = models.FileField(upload_to=study_upload_to, max_length=255)
     original_filename = models.CharField(max_length=255, blank=True)
     image_sha256 = models.CharField(max_length=64, db_index=True)
+    source_format = models.CharField(
+        max_length=5, default="JPEG", help_text="Format uploaded: JPEG, PNG or DICOM (stored as a de-identified PNG)."
+    )
+    source_notes = models.JSONField(default=list, blank=True, help_text="What ingest read or resolved, for people.")
     image_width = models.PositiveIntegerField()
     image_height = models.PositiveIntegerField()
     age_years = models.DecimalField(

@@ -6,18 +6,20 @@ from django.utils import timezone
 from .models import Prediction, Study
 
 
-def submit_study(*, patient, checked_image, age_years, uploaded_by, view=Study.View.PA, notes=""):
+def submit_study(*, patient, checked_image, age_years, uploaded_by, view=Study.View.PA, notes="", source_notes=()):
     """Save the study and a queued prediction atomically, then enqueue the job on commit."""
     from .tasks import run_prediction
 
-    upload = checked_image.upload
-    original_name = (getattr(upload, "name", "") or "")[:255]
-    upload.name = f"upload{checked_image.extension}"
+    original_name = (getattr(checked_image.upload, "name", "") or "")[:255]
+    stored = checked_image.file
+    stored.name = f"upload{checked_image.extension}"
     with transaction.atomic():
         study = Study(
             patient=patient,
             original_filename=original_name,
             image_sha256=checked_image.sha256,
+            source_format=checked_image.source_format,
+            source_notes=list(source_notes),
             image_width=checked_image.width,
             image_height=checked_image.height,
             age_years=age_years,
@@ -25,7 +27,7 @@ def submit_study(*, patient, checked_image, age_years, uploaded_by, view=Study.V
             notes=notes,
             uploaded_by=uploaded_by,
         )
-        study.image.save(upload.name, upload, save=False)
+        study.image.save(stored.name, stored, save=False)
         try:
             study.save()
             prediction = Prediction.objects.create(study=study)

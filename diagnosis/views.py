@@ -80,6 +80,7 @@ def upload(request):
             uploaded_by=request.user,
             view=data["view"],
             notes=data["notes"],
+            source_notes=data["source_notes"],
         )
         return redirect(prediction)
     return render(request, "diagnosis/upload.html", {"form": form})

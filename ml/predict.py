@@ -2,9 +2,10 @@
 
     python -m ml.predict IMAGE... [--age YEARS] [--model PATH]
 
-Prints one JSON object per line per image: file, label, probability, threshold,
-model (name + weights sha256). Unreadable or non-image files give a JSON error line
-and a non-zero exit status.
+IMAGE may be a JPEG, PNG or DICOM file; a DICOM's PatientAge is used when --age is
+not given. Prints one JSON object per line per image: file, label, probability,
+threshold, age (and where it came from), model (name + weights sha256). Unreadable
+or non-image files give a JSON error line and a non-zero exit status.
 """
 
 import argparse
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from .checkpoint import DEFAULT_WEIGHTS
 from .inference import Predictor
-from .preprocessing import ImageDecodeError, decode_image
+from .preprocessing import ImageDecodeError, decode_with_tags
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,18 +33,23 @@ def main(argv=None):
     failures = 0
     for path in args.images:
         try:
-            image = decode_image(path)
+            image, dicom = decode_with_tags(path)
         except (ImageDecodeError, OSError) as exc:
             failures += 1
             message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             print(json.dumps({"file": str(path), "error": message}), flush=True)
             continue
-        [probability] = predictor.predict([(image, args.age)])
+        age, age_source = args.age, "--age" if args.age is not None else None
+        if age is None and dicom is not None and dicom.age_years is not None:
+            age, age_source = dicom.age_years, "DICOM PatientAge"
+        [probability] = predictor.predict([(image, age)])
         print(json.dumps({
             "file": str(path),
             "label": predictor.label(probability),
             "probability": round(probability, 6),
             "threshold": predictor.threshold,
+            "age": age,
+            "age_source": age_source,
             "model": model,
         }), flush=True)
     return 1 if failures else 0

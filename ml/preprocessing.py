@@ -1,6 +1,6 @@
 """The one preprocessing path shared by training, evaluation and serving.
 
-decode → grayscale → 3 channels → resize to the model size → normalise.
+decode (JPEG, PNG or DICOM) → grayscale → 3 channels → resize to the model size → normalise.
 """
 
 import io
@@ -12,8 +12,10 @@ import torch
 from PIL import Image, ImageOps
 
 from .config import AGE_MAX_YEARS
+from .dicom import DicomError, is_dicom, read_dicom
 
 ALLOWED_FORMATS = {"JPEG", "PNG"}
+SNIFF_BYTES = 132  # a DICOM file says "DICM" after a 128-byte preamble
 _MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MIN_SIDE = 64
@@ -24,20 +26,27 @@ class ImageDecodeError(ValueError):
 
 
 def sniff_format(head):
-    """"JPEG" or "PNG" from the first bytes of a file; ImageDecodeError for anything else."""
+    """"JPEG", "PNG" or "DICOM" from the first SNIFF_BYTES of a file; ImageDecodeError for anything else."""
     for magic, name in _MAGIC.items():
         if head.startswith(magic):
             return name
-    raise ImageDecodeError("File is not a JPEG or PNG image.")
+    if is_dicom(head):
+        return "DICOM"
+    raise ImageDecodeError("File is not a JPEG, PNG or DICOM image.")
 
 
-def decode_image(source, *, max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_SIDE, draft_size=None):
-    """Open ``source`` (path, bytes or binary file) and return a fully decoded grayscale image.
+def decode_image(source, **limits):
+    """Open ``source`` (path, bytes or binary file) and return a fully decoded grayscale image."""
+    return decode_with_tags(source, **limits)[0]
+
+
+def decode_with_tags(source, *, max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_SIDE, draft_size=None):
+    """(grayscale image, :class:`ml.dicom.DicomImage` or None) from a path, bytes or binary file.
 
     Checks the format from the content (never the file name) and the pixel
     count from the header before any pixel is decoded, so a decompression
     bomb is refused without allocating it. ``draft_size`` lets a JPEG decode at a reduced
-    scale (thumbnails) instead of full resolution.
+    scale (thumbnails) instead of full resolution. DICOM files also give their tags.
     """
     opened_here = isinstance(source, (str, Path))
     if isinstance(source, (bytes, bytearray)):
@@ -45,6 +54,15 @@ def decode_image(source, *, max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_
     elif opened_here:
         source = open(source, "rb")  # noqa: SIM115 - closed in the finally below
     try:
+        start = source.tell()
+        head = source.read(SNIFF_BYTES)
+        source.seek(start)
+        if is_dicom(head):
+            try:
+                dicom = read_dicom(source, max_pixels=max_pixels, min_side=min_side)
+            except DicomError as exc:
+                raise ImageDecodeError(str(exc)) from exc
+            return dicom.image, dicom
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
@@ -54,7 +72,7 @@ def decode_image(source, *, max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_
             except Image.DecompressionBombWarning as exc:
                 raise ImageDecodeError("Image has too many pixels.") from exc
             except Exception as exc:  # Pillow raises several types for junk input
-                raise ImageDecodeError("File is not a readable JPEG or PNG image.") from exc
+                raise ImageDecodeError("File is not a readable JPEG, PNG or DICOM image.") from exc
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageDecodeError(
@@ -73,7 +91,7 @@ def decode_image(source, *, max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_
     finally:
         if opened_here:
             source.close()
-    return to_grayscale(image)
+    return to_grayscale(image), None
 
 
 def to_grayscale(image):

@@ -129,7 +129,7 @@ def test_it_rejects_bad_ages(api, patient, xray_upload, settings, age, field):
 def test_it_rejects_a_missing_age(api, patient, xray_upload, settings):
     response = api.post(URL, {"image": xray_upload(), "patient": patient.pk}, format="multipart")
     assert response.status_code == 400
-    assert "required" in response.json()["age"][0]
+    assert "Enter the age at acquisition" in response.json()["age"][0]
     assert_nothing_saved(settings)
 
 
@@ -144,7 +144,7 @@ def test_it_rejects_non_image_bytes_with_an_image_extension(api, patient, xray_u
     upload = xray_upload(data=b"%PDF-1.4 definitely not an image" * 10, filename="scan.jpg")
     response = api.post(URL, {"image": upload, "age": "3", "patient": patient.pk}, format="multipart")
     assert response.status_code == 400
-    assert "JPEG or PNG" in response.json()["image"][0]
+    assert "JPEG, PNG or DICOM" in response.json()["image"][0]
     assert_nothing_saved(settings)
 
 
@@ -274,3 +274,69 @@ def test_it_throttles_predict_requests(api, patient, xray_upload, settings):
         ScopedRateThrottle.THROTTLE_RATES = original
         cache.clear()
     assert codes == [202, 202, 429]
+
+
+# --- DICOM --------------------------------------------------------------------------------
+
+
+def dicom_upload(data, name="study.dcm"):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, data, "application/dicom")
+
+
+def test_it_takes_the_age_from_a_dicom_and_stores_a_de_identified_png(api, patient, settings):
+    from .dicoms import IDENTIFYING, make_dicom
+
+    response = api.post(URL, {"image": dicom_upload(make_dicom(age="004Y")), "patient": patient.pk}, format="multipart")
+    assert response.status_code == 202, response.content
+    study = Study.objects.get()
+    assert study.age_years == 4 and study.source_format == "DICOM" and study.view == "PA"
+    assert any("PatientAge" in note for note in study.source_notes)
+    stored = Path(study.image.path).read_bytes()
+    assert stored.startswith(b"\x89PNG") and study.image.name.endswith(".png")
+    for value in IDENTIFYING.values():
+        assert value.encode() not in stored
+    assert [p.name for p in media_files(settings)] == [Path(study.image.name).name]
+
+
+def test_it_keeps_a_typed_age_over_the_dicom_age_and_says_so(api, patient):
+    from .dicoms import make_dicom
+
+    response = api.post(URL, {"image": dicom_upload(make_dicom(age="045Y")), "age": "4", "patient": patient.pk},
+                        format="multipart")
+    assert response.status_code == 202, response.content
+    study = Study.objects.get()
+    assert study.age_years == 4
+    assert any("differs from the DICOM PatientAge (45.0 years)" in note for note in study.source_notes)
+    detail = api.get(response.json()["url"]).json()
+    assert detail["study"]["source_format"] == "DICOM" and detail["study"]["source_notes"] == study.source_notes
+
+
+def test_it_records_a_lateral_dicom_as_lateral(api, patient):
+    from .dicoms import make_dicom
+
+    response = api.post(URL, {"image": dicom_upload(make_dicom(view="LL")), "patient": patient.pk}, format="multipart")
+    assert response.status_code == 202, response.content
+    assert Study.objects.get().view == "LAT"
+
+
+def test_it_asks_for_the_age_when_the_dicom_has_none(api, patient, settings):
+    from .dicoms import make_dicom
+
+    response = api.post(URL, {"image": dicom_upload(make_dicom(age=None)), "patient": patient.pk}, format="multipart")
+    assert response.status_code == 400
+    assert "records none" in response.json()["age"][0]
+    assert_nothing_saved(settings)
+
+
+@pytest.mark.parametrize("name, message", [("CT_small.dcm", "a CT scan, not a radiograph"),
+                                           ("MR_small.dcm", "an MR scan, not a radiograph")])
+def test_it_rejects_ct_and_mr_dicoms(api, patient, settings, name, message):
+    from .dicoms import bundled
+
+    response = api.post(URL, {"image": dicom_upload(bundled(name)), "age": "4", "patient": patient.pk},
+                        format="multipart")
+    assert response.status_code == 400
+    assert message in response.json()["image"][0]
+    assert_nothing_saved(settings)

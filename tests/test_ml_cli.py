@@ -162,7 +162,7 @@ def test_it_predicts_images_as_json_lines(trained, tmp_path):
     assert ok["label"] in ("NORMAL", "PNEUMONIA") and 0 <= ok["probability"] <= 1
     assert ok["model"]["name"] == "tiny-test" and len(ok["model"]["weights_sha256"]) == 64
     assert ok["threshold"] == pytest.approx(json.loads(trained[0].with_suffix(".json").read_text())["threshold"])
-    assert error["file"] == str(junk) and "JPEG or PNG" in error["error"]
+    assert error["file"] == str(junk) and "JPEG, PNG or DICOM" in error["error"]
     assert "Traceback" not in result.stderr
 
 
@@ -192,3 +192,19 @@ def test_it_ablates_each_branch_subset_on_pretrained_and_trained_backbones(train
     assert (results["n_train"], results["n_val"]) == (6, 2)
     for row in rows.values():
         assert 0 <= row["auc"] <= 1 and row["recall"] >= 0.98
+
+
+def test_it_predicts_a_dicom_and_reads_its_age(trained, tmp_path):
+    from .dicoms import bundled, make_dicom
+
+    dicom, ct = tmp_path / "chest.dcm", tmp_path / "ct.dcm"
+    dicom.write_bytes(make_dicom("normal-1.jpeg", age="045Y"))
+    ct.write_bytes(bundled("CT_small.dcm"))
+    result = run_cli("ml.predict", str(dicom), str(ct), "--model", str(trained[0]))
+    assert result.returncode == 1
+    ok, error = [json.loads(line) for line in result.stdout.splitlines()]
+    assert ok["age"] == 45 and ok["age_source"] == "DICOM PatientAge" and ok["label"] in ("NORMAL", "PNEUMONIA")
+    assert "a CT scan, not a radiograph" in error["error"]
+    # The same pixels as the JPEG it was made from give the same answer.
+    jpeg = json.loads(run_cli("ml.predict", str(XRAYS / "normal-1.jpeg"), "--model", str(trained[0])).stdout)
+    assert ok["probability"] == pytest.approx(jpeg["probability"], abs=0.02)

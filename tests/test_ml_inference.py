@@ -33,7 +33,7 @@ def test_it_decodes_from_a_path_and_a_file_the_same():
 @pytest.mark.parametrize(
     "data,message",
     [
-        (b"not an image at all", "JPEG or PNG"),
+        (b"not an image at all", "JPEG, PNG or DICOM"),
         (xray_bytes()[:2000], "truncated"),
     ],
 )

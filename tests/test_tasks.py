@@ -72,7 +72,7 @@ def test_it_marks_a_corrupt_stored_image_failed():
         fh.write(b"garbage")
     prediction = run(prediction)
     assert prediction.status == Prediction.Status.FAILED
-    assert "JPEG or PNG" in prediction.error
+    assert "JPEG, PNG or DICOM" in prediction.error
 
 
 def test_it_marks_a_soft_time_limit_failed(monkeypatch):

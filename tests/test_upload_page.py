@@ -50,7 +50,7 @@ def test_it_shows_the_form(logged_in, patient, foreign_patient):
     for field in ("id_patient", "id_age", "id_image", "id_view", "id_notes"):
         assert f'id="{field}"' in html, field
     assert 'data-testid="upload-submit"' in html
-    assert 'accept="image/jpeg,image/png"' in html
+    assert 'accept="image/jpeg,image/png,application/dicom,.dcm"' in html
     assert '<img id="preview"' in html and "/static/js/upload-preview.js" in html
     # Only the clinician's own patients can be chosen.
     assert f'<option value="{patient.pk}">' in html
@@ -121,8 +121,8 @@ def test_it_accepts_ages_in_range(logged_in, patient, xray_upload, age):
     "changes,field,message",
     [
         ({"image": None}, "image", "This field is required."),
-        ({"age": None}, "age", "This field is required."),
-        ({"age": ""}, "age", "This field is required."),
+        ({"age": None}, "age", "Enter the age at acquisition."),
+        ({"age": ""}, "age", "Enter the age at acquisition."),
         ({"age": "-1"}, "age", "Ensure this value is greater than or equal to 0."),
         ({"age": "120.01"}, "age", "Ensure this value is less than or equal to 120."),
         ({"age": "130"}, "age", "Ensure this value is less than or equal to 120."),
@@ -158,20 +158,20 @@ def test_it_keeps_the_other_values_after_an_error(logged_in, patient, xray_uploa
 def test_it_rejects_non_image_bytes_named_jpg(logged_in, patient, xray_upload, settings):
     response = post(logged_in, patient, xray_upload, image=xray_upload(data=b"GIF89a not really", filename="x.jpg"))
     assert response.status_code == 200
-    assert "File is not a JPEG or PNG image." in image_errors(response)
-    assert "File is not a JPEG or PNG image." in response.content.decode()
+    assert "File is not a JPEG, PNG or DICOM image." in image_errors(response)
+    assert "File is not a JPEG, PNG or DICOM image." in response.content.decode()
     assert_nothing_saved(settings)
 
 
 def test_it_rejects_text_named_jpg(logged_in, patient, xray_upload, settings):
     response = post(logged_in, patient, xray_upload, image=xray_upload(data=b"hello, world\n" * 100, filename="x.jpg"))
-    assert "not a JPEG or PNG" in image_errors(response)
+    assert "not a JPEG, PNG or DICOM" in image_errors(response)
     assert_nothing_saved(settings)
 
 
 def test_it_rejects_a_jpeg_header_with_junk(logged_in, patient, xray_upload, settings):
     response = post(logged_in, patient, xray_upload, image=xray_upload(data=b"\xff\xd8\xff" + b"\0" * 500, filename="x.jpg"))
-    assert "not a readable JPEG or PNG" in image_errors(response)
+    assert "not a readable JPEG, PNG or DICOM" in image_errors(response)
     assert_nothing_saved(settings)
 
 
@@ -288,3 +288,27 @@ def test_it_previews_the_chosen_file_before_submit():
     assert second == {"previewHidden": False, "src": "blob:b.png#2", "emptyHidden": True}
     assert cleared["previewHidden"] is True and cleared["emptyHidden"] is False
     assert out["revoked"] == ["blob:a.jpg#1", "blob:b.png#2"]  # object URLs are released
+
+
+def test_it_accepts_a_dicom_without_an_age_and_shows_what_it_read(logged_in, patient, xray_upload):
+    from .dicoms import make_dicom
+
+    upload = xray_upload(data=make_dicom(age="003Y", monochrome1=True), filename="chest.dcm",
+                         content_type="application/dicom")
+    response = post(logged_in, patient, xray_upload, image=upload, age="")
+    assert response.status_code == 302, response.context["form"].errors if response.context else ""
+    study = Study.objects.get()
+    assert study.age_years == 3 and study.source_format == "DICOM"
+    page = logged_in.get(response["Location"]).content.decode()
+    assert "Age 3.0 years taken from the DICOM PatientAge." in page
+    assert "stored as a de-identified PNG" in page
+
+
+def test_it_rejects_a_ct_dicom_as_a_form_error(logged_in, patient, xray_upload, settings):
+    from .dicoms import bundled
+
+    upload = xray_upload(data=bundled("CT_small.dcm"), filename="ct.dcm", content_type="application/dicom")
+    response = post(logged_in, patient, xray_upload, image=upload)
+    assert response.status_code == 200
+    assert "a CT scan, not a radiograph" in image_errors(response)
+    assert_nothing_saved(settings)

@@ -4,7 +4,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..images import check_upload
+from ..images import check_upload, study_fields
 from ..models import AGE_MAX, AGE_MIN, Patient, Prediction, Study
 from ..permissions import writable_patients
 
@@ -37,7 +37,8 @@ class StudySerializer(serializers.ModelSerializer):
         model = Study
         fields = [
             "id", "url", "patient", "image_url", "original_filename", "image_sha256",
-            "image_width", "image_height", "age_years", "view", "notes", "uploaded_at",
+            "image_width", "image_height", "age_years", "view", "notes", "source_format", "source_notes",
+            "uploaded_at",
         ]
         read_only_fields = fields
 
@@ -113,10 +114,11 @@ class OwnPatientField(serializers.PrimaryKeyRelatedField):
 class PredictRequestSerializer(serializers.Serializer):
     """Everything is validated before anything is written."""
 
-    image = serializers.FileField(help_text="Chest X-ray, JPEG or PNG.")
+    image = serializers.FileField(help_text="Chest X-ray: JPEG, PNG or DICOM (CR/DX; stored as a de-identified PNG).")
     age = serializers.DecimalField(
-        max_digits=5, decimal_places=2, min_value=AGE_MIN, max_value=AGE_MAX,
-        help_text="Age in years at acquisition (0–120, decimals allowed).",
+        max_digits=5, decimal_places=2, min_value=AGE_MIN, max_value=AGE_MAX, required=False,
+        help_text="Age in years at acquisition (0–120, decimals allowed). Optional for a DICOM file that "
+                  "records PatientAge; a given age wins over the file's.",
     )
     patient = OwnPatientField(required=False, help_text="Id of one of your patients.")
     patient_mrn = serializers.CharField(max_length=64, required=False, help_text="Creates or reuses the patient with this MRN.")
@@ -133,6 +135,12 @@ class PredictRequestSerializer(serializers.Serializer):
             raise serializers.ValidationError(exc.messages) from None
 
     def validate(self, attrs):
+        try:
+            attrs["age"], attrs["view"], attrs["source_notes"] = study_fields(
+                attrs["image"], age=attrs.get("age"), view=attrs["view"]
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
         if attrs.get("patient") and attrs.get("patient_mrn"):
             raise serializers.ValidationError({"patient": "Give either a patient id or patient fields, not both."})
         if not attrs.get("patient"):
@@ -169,5 +177,6 @@ class PredictRequestSerializer(serializers.Serializer):
                 uploaded_by=user,
                 view=data["view"],
                 notes=data["notes"],
+                source_notes=data["source_notes"],
             )
         return prediction

@@ -7,7 +7,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from .models import Patient, Prediction, Study
 from .permissions import can_review, visible_patients, visible_predictions, visible_studies
@@ -40,6 +41,21 @@ class ReviewedFilter(admin.SimpleListFilter):
             return queryset.exclude(review_verdict="")
         if self.value() == "no":
             return queryset.filter(review_verdict="")
+        return queryset
+
+
+class WarningsFilter(admin.SimpleListFilter):
+    title = "intended use"
+    parameter_name = "warned"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Outside validated use"), ("no", "Within validated use")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(warnings=[])
+        if self.value() == "no":
+            return queryset.filter(warnings=[])
         return queryset
 
 
@@ -88,14 +104,15 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
     form = PredictionReviewForm
     list_display = [
         "id", "thumbnail", "patient_mrn", "label", "probability_display", "status",
-        "model_version", "is_reviewed", "queued_at",
+        "model_version", "within_validated_use", "is_reviewed", "queued_at",
     ]
-    list_filter = ["label", "status", "model_name", "model_sha256", ReviewedFilter, "review_verdict", "queued_at"]
+    list_filter = ["label", "status", "model_name", "model_sha256", ReviewedFilter, WarningsFilter, "review_verdict", "queued_at"]
     search_fields = ["study__patient__mrn"]
     date_hierarchy = "queued_at"
     list_select_related = ["study__patient"]
     fieldsets = [
-        (None, {"fields": ["image_preview", "study", "patient_mrn", "status", "label", "probability", "threshold"]}),
+        (None, {"fields": ["image_preview", "study", "patient_mrn", "status", "label", "probability", "threshold",
+                           "warnings_display"]}),
         ("Model", {"fields": ["model_name", "model_sha256"]}),
         ("Timings", {"fields": ["queued_at", "started_at", "finished_at", "attempts", "error"]}),
         ("Review", {"fields": ["review_verdict", "review_label", "review_comment", "reviewed_by", "reviewed_at"]}),
@@ -104,7 +121,7 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = [f.name for f in Prediction._meta.fields if f.name not in self.EDITABLE]
-        fields += ["image_preview", "patient_mrn"]
+        fields += ["image_preview", "patient_mrn", "warnings_display"]
         if obj is None or obj.status != Prediction.Status.SUCCEEDED or not can_review(request.user):
             fields += list(self.EDITABLE)
         return fields
@@ -145,6 +162,14 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
     def model_version(self, obj):
         return obj.model_version
 
+    @admin.display(description="Within validated use", boolean=True)
+    def within_validated_use(self, obj):
+        return None if obj.status != Prediction.Status.SUCCEEDED else not obj.warnings
+
+    @admin.display(description="Intended-use warnings")
+    def warnings_display(self, obj):
+        return format_html_join(mark_safe("<br>"), "{}", ((w,) for w in obj.warnings)) or "—"
+
     @admin.display(description="Reviewed", boolean=True)
     def is_reviewed(self, obj):
         return obj.is_reviewed
@@ -166,6 +191,7 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
         ("label", lambda p: p.label),
         ("probability", lambda p: "" if p.probability is None else f"{p.probability:.6f}"),
         ("threshold", lambda p: "" if p.threshold is None else p.threshold),
+        ("warnings", lambda p: " | ".join(p.warnings)),
         ("model_name", lambda p: p.model_name),
         ("model_sha256", lambda p: p.model_sha256),
         ("queued_at", lambda p: p.queued_at.isoformat()),

@@ -24,11 +24,11 @@ class CheckedImage:
     ``dicom`` holds the few tags the record uses (age, sex, view, modality).
     """
 
-    def __init__(self, upload, image, image_format, dicom=None):
+    def __init__(self, upload, image, info):
         self.upload = upload
         self.image = image
-        self.source_format = image_format
-        self.dicom = dicom
+        self.source_format = info.format
+        self.dicom = dicom = info.dicom
         self.width, self.height = image.size
         if dicom is not None:
             buffer = io.BytesIO()
@@ -37,7 +37,7 @@ class CheckedImage:
             self.format = "PNG"
         else:
             self.file = upload
-            self.format = image_format
+            self.format = info.format
         self.file.seek(0)
         self.sha256 = hashlib.file_digest(self.file, "sha256").hexdigest()
         self.file.seek(0)
@@ -60,16 +60,16 @@ def check_upload(upload):
         )
     upload.seek(0)
     try:
-        image_format = sniff_format(upload.read(SNIFF_BYTES))
+        sniff_format(upload.read(SNIFF_BYTES))
         upload.seek(0)
-        image, dicom = decode_with_tags(
+        image, info = decode_with_tags(
             upload,
             max_pixels=settings.PNEUMOWEB_MAX_IMAGE_PIXELS,
             min_side=settings.PNEUMOWEB_MIN_IMAGE_SIDE,
         )
     except ImageDecodeError as exc:
         raise ValidationError(str(exc), code="invalid_image") from exc
-    return CheckedImage(upload, image, image_format, dicom)
+    return CheckedImage(upload, image, info)
 
 
 def study_fields(checked, *, age, view):

@@ -111,6 +111,9 @@ class Prediction(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    warnings = models.JSONField(
+        default=list, blank=True, help_text="Intended-use warnings: the study is outside the model's validated population."
+    )
     attempts = models.PositiveIntegerField(default=0)
 
     review_verdict = models.CharField(max_length=10, choices=Verdict.choices, blank=True)

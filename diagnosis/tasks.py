@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from ml.intended_use import intended_use_warnings
 from ml.preprocessing import decode_image
 
 from .inference import get_predictor
@@ -71,6 +72,7 @@ def run_prediction(self, *, prediction_pk):
             )
         predictor = get_predictor()
         [probability] = predictor.predict([(image, float(study.age_years))])
+        warnings = intended_use_warnings(predictor.card, age_years=float(study.age_years), view=study.view)
     except SoftTimeLimitExceeded:
         mark_failed(prediction_pk, f"Timed out after {settings.PNEUMOWEB_TASK_SOFT_TIME_LIMIT} s.")
         return
@@ -88,4 +90,5 @@ def run_prediction(self, *, prediction_pk):
         model_sha256=predictor.weights_sha256,
         finished_at=timezone.now(),
         error="",
+        warnings=warnings,
     )

@@ -35,6 +35,7 @@ class DicomImage:
     sex: str = ""
     view_position: str = ""  # the DICOM ViewPosition: PA, AP, LL, RL, LATERAL, ...
     body_part: str = ""
+    colourfulness: float = 0.0
     notes: list = field(default_factory=list)
 
 
@@ -89,11 +90,16 @@ def read_dicom(source, *, max_pixels, min_side):
         name = getattr(syntax, "name", "its transfer syntax")
         raise DicomError(f"The DICOM pixel data ({name}) could not be decoded on this server.") from exc
 
+    from .preprocessing import colourfulness
+
     notes = []
+    colour = 0.0
     photometric = _text(dataset, "PhotometricInterpretation")
     if pixels.ndim == 3:  # colour: a radiograph is grayscale; keep the luminance and say so
         notes.append("The DICOM image was in colour and was converted to grayscale.")
-        pixels = np.asarray(Image.fromarray(pixels.astype(np.uint8)).convert("L"))
+        rgb = Image.fromarray(pixels.astype(np.uint8))
+        colour = colourfulness(rgb)
+        pixels = np.asarray(rgb.convert("L"))
     else:
         pixels = apply_voi_lut(apply_modality_lut(pixels, dataset), dataset)
     if not modality:
@@ -107,6 +113,7 @@ def read_dicom(source, *, max_pixels, min_side):
         sex=_text(dataset, "PatientSex")[:1],
         view_position=_text(dataset, "ViewPosition"),
         body_part=_text(dataset, "BodyPartExamined"),
+        colourfulness=colour,
         notes=notes,
     )
 

@@ -4,7 +4,7 @@
 
 IMAGE may be a JPEG, PNG or DICOM file; a DICOM's PatientAge is used when --age is
 not given. Prints one JSON object per line per image: file, label, probability,
-threshold, age (and where it came from), model (name + weights sha256). Unreadable
+threshold, age (and where it came from), intended-use warnings, model (name + weights sha256). Unreadable
 or non-image files give a JSON error line and a non-zero exit status.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .checkpoint import DEFAULT_WEIGHTS
 from .inference import Predictor
+from .intended_use import intended_use_warnings
 from .preprocessing import ImageDecodeError, decode_with_tags
 
 
@@ -33,15 +34,15 @@ def main(argv=None):
     failures = 0
     for path in args.images:
         try:
-            image, dicom = decode_with_tags(path)
+            image, info = decode_with_tags(path)
         except (ImageDecodeError, OSError) as exc:
             failures += 1
             message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             print(json.dumps({"file": str(path), "error": message}), flush=True)
             continue
         age, age_source = args.age, "--age" if args.age is not None else None
-        if age is None and dicom is not None and dicom.age_years is not None:
-            age, age_source = dicom.age_years, "DICOM PatientAge"
+        if age is None and info.dicom is not None and info.dicom.age_years is not None:
+            age, age_source = info.dicom.age_years, "DICOM PatientAge"
         [probability] = predictor.predict([(image, age)])
         print(json.dumps({
             "file": str(path),
@@ -50,6 +51,9 @@ def main(argv=None):
             "threshold": predictor.threshold,
             "age": age,
             "age_source": age_source,
+            "warnings": intended_use_warnings(
+                predictor.card, age_years=age, view=info.dicom.view_position if info.dicom else None
+            ),
             "model": model,
         }), flush=True)
     return 1 if failures else 0

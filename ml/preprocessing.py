@@ -5,6 +5,7 @@ decode (JPEG, PNG or DICOM) → grayscale → 3 channels → resize to the model
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +36,33 @@ def sniff_format(head):
     raise ImageDecodeError("File is not a JPEG, PNG or DICOM image.")
 
 
+@dataclass
+class SourceInfo:
+    """What decoding learnt about the file beyond its grayscale pixels."""
+
+    format: str  # JPEG, PNG or DICOM
+    colourfulness: float = 0.0  # Hasler–Süsstrunk; 0 for a grayscale source
+    dicom: object = None  # ml.dicom.DicomImage for a DICOM file
+
+
+def colourfulness(image):
+    """Hasler & Süsstrunk (2003) colourfulness of a PIL image: 0 for gray, ~15+ for visibly coloured."""
+    if image.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV", "PA"):
+        return 0.0
+    small = image.convert("RGB")
+    small.thumbnail((256, 256))
+    r, g, b = np.moveaxis(np.asarray(small, dtype=np.float64), -1, 0)
+    rg, yb = r - g, 0.5 * (r + g) - b
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
 def decode_image(source, **limits):
     """Open ``source`` (path, bytes or binary file) and return a fully decoded grayscale image."""
     return decode_with_tags(source, **limits)[0]
 
 
 def decode_with_tags(source, *, max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_SIDE, draft_size=None):
-    """(grayscale image, :class:`ml.dicom.DicomImage` or None) from a path, bytes or binary file.
+    """(grayscale image, :class:`SourceInfo`) from a path, bytes or binary file.
 
     Checks the format from the content (never the file name) and the pixel
     count from the header before any pixel is decoded, so a decompression
@@ -62,7 +83,7 @@ def decode_with_tags(source, *, max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_
                 dicom = read_dicom(source, max_pixels=max_pixels, min_side=min_side)
             except DicomError as exc:
                 raise ImageDecodeError(str(exc)) from exc
-            return dicom.image, dicom
+            return dicom.image, SourceInfo("DICOM", dicom.colourfulness, dicom)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
@@ -91,7 +112,7 @@ def decode_with_tags(source, *, max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_
     finally:
         if opened_here:
             source.close()
-    return to_grayscale(image), None
+    return to_grayscale(image), SourceInfo(image.format, colourfulness(image))
 
 
 def to_grayscale(image):

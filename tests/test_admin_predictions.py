@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:diagnosis_prediction_changelist")
 EXPORT = reverse("admin:diagnosis_prediction_export")
 CSV_HEADER = [
-    "id", "mrn", "patient", "study", "age_years", "status", "label", "probability", "threshold",
+    "id", "mrn", "patient", "study", "age_years", "status", "label", "probability", "threshold", "warnings",
     "model_name", "model_sha256", "queued_at", "finished_at", "review_verdict", "review_label",
     "review_comment", "reviewed_by", "reviewed_at",
 ]
@@ -66,6 +66,21 @@ def test_it_filters(reviewer_client, reviewer, patient):
     assert listed(reviewed="yes") == {normal}
     assert listed(reviewed="no") == {positive, failed}
     assert listed(reviewed="no", label__exact="PNEUMONIA") == {positive}
+
+
+def test_it_filters_and_shows_results_outside_validated_use(reviewer_client, patient):
+    warning = "Age 45 years is outside the ages the model was validated on (1–5 years): its answer is less reliable."
+    adult = PredictionFactory(study=StudyFactory(patient=patient, age_years="45"), succeeded=True, warnings=[warning])
+    child = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+
+    def listed(**params):
+        return set(reviewer_client.get(CHANGELIST, params).context["cl"].result_list)
+
+    assert listed(warned="yes") == {adult} and listed(warned="no") == {child}
+    page = reviewer_client.get(reverse("admin:diagnosis_prediction_change", args=[adult.pk])).content.decode()
+    assert "Intended-use warnings" in page and "Age 45 years is outside" in page
+    rows = {int(r[0]): dict(zip(CSV_HEADER, r, strict=True)) for r in csv_rows(reviewer_client.get(EXPORT))[1:]}
+    assert rows[adult.pk]["warnings"] == warning and rows[child.pk]["warnings"] == ""
 
 
 def test_it_searches_by_mrn(reviewer_client, patient, foreign_patient):

@@ -28,6 +28,14 @@ def test_it_shows_a_succeeded_prediction(api, patient):
     assert body["study"]["image_url"].endswith(f"/api/studies/{prediction.study_id}/image/")
     assert body["review"] is None
     assert body["error"] == ""
+    assert body["warnings"] == []
+
+
+def test_it_reports_intended_use_warnings(api, patient):
+    warnings = ["The model was validated on frontal (PA/AP) chest X-rays only; this study is lateral."]
+    prediction = PredictionFactory(study=StudyFactory(patient=patient, view="LAT"), succeeded=True, warnings=warnings)
+    body = api.get(detail(prediction.pk)).json()
+    assert body["warnings"] == warnings and body["label"] == "PNEUMONIA"
 
 
 def test_it_reports_confidence_of_the_label_shown(api, patient):

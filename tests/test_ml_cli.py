@@ -204,6 +204,8 @@ def test_it_predicts_a_dicom_and_reads_its_age(trained, tmp_path):
     assert result.returncode == 1
     ok, error = [json.loads(line) for line in result.stdout.splitlines()]
     assert ok["age"] == 45 and ok["age_source"] == "DICOM PatientAge" and ok["label"] in ("NORMAL", "PNEUMONIA")
+    assert ok["warnings"] == [
+        "Age 45 years is outside the ages the model was validated on (1–5 years): its answer is less reliable."]
     assert "a CT scan, not a radiograph" in error["error"]
     # The same pixels as the JPEG it was made from give the same answer.
     jpeg = json.loads(run_cli("ml.predict", str(XRAYS / "normal-1.jpeg"), "--model", str(trained[0])).stdout)

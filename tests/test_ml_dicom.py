@@ -16,7 +16,8 @@ def mean_abs_difference(image, reference):
 @pytest.mark.parametrize("bits", [8, 16])
 @pytest.mark.parametrize("monochrome1", [False, True])
 def test_it_reads_the_same_picture_from_8_and_16_bit_monochrome1_and_2(bits, monochrome1):
-    image, tags = decode_with_tags(make_dicom(bits=bits, monochrome1=monochrome1))
+    image, info = decode_with_tags(make_dicom(bits=bits, monochrome1=monochrome1))
+    tags = info.dicom
     reference = xray_pixels()
     assert image.mode == "L" and image.size == (reference.shape[1], reference.shape[0])
     # MONOCHROME1 is inverted back; 12-bit values are rescaled to 8 bits.
@@ -39,7 +40,7 @@ def test_it_decodes_rle_compressed_pixel_data():
 
 
 def test_it_reads_no_age_when_the_file_has_none():
-    _, tags = decode_with_tags(make_dicom(age=None, sex=None))
+    tags = decode_with_tags(make_dicom(age=None, sex=None))[1].dicom
     assert tags.age_years is None and tags.sex == ""
 
 

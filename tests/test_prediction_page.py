@@ -61,6 +61,20 @@ def test_it_shows_a_succeeded_result(logged_in, patient):
     assert '<div id="pending" hidden>' in html
 
 
+def test_it_marks_a_result_outside_the_validated_population(logged_in, patient):
+    warnings = ["Age 45 years is outside the ages the model was validated on (1–5 years): its answer is less reliable."]
+    prediction = PredictionFactory(study=StudyFactory(patient=patient, age_years="45"), succeeded=True, warnings=warnings)
+    html = logged_in.get(url(prediction)).content.decode()
+    assert 'data-testid="intended-use-warnings" role="alert" >' in html
+    assert "<li>Age 45 years is outside the ages the model was validated on (1–5 years)" in html
+    assert 'data-testid="prediction-label" id="label" class="label-pneumonia">PNEUMONIA<' in html
+
+
+def test_it_hides_the_warning_list_when_there_is_none(logged_in, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    assert 'data-testid="intended-use-warnings" role="alert" hidden>' in logged_in.get(url(prediction)).content.decode()
+
+
 def test_it_shows_the_confidence_of_a_normal_label(logged_in, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, label="NORMAL", probability=0.127)
     html = logged_in.get(url(prediction)).content.decode()

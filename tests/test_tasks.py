@@ -26,6 +26,20 @@ def test_it_runs_a_queued_prediction_with_the_real_model():
     assert prediction.attempts == 1
 
 
+def test_it_has_no_warnings_inside_the_validated_population():
+    assert run(PredictionFactory()).warnings == []
+
+
+def test_it_warns_about_an_adult_lateral_study_but_still_answers():
+    from decimal import Decimal
+
+    prediction = run(PredictionFactory(study__age_years=Decimal("45"), study__view="LAT"))
+    assert prediction.status == Prediction.Status.SUCCEEDED and prediction.label
+    age, view = prediction.warnings
+    assert "Age 45 years is outside the ages the model was validated on (1–5 years)" in age
+    assert "this study is lateral" in view
+
+
 def test_it_gives_different_images_different_probabilities():
     a = run(PredictionFactory(study__xray="normal-1.jpeg"))
     b = run(PredictionFactory(study__xray="pneumonia-2.jpeg"))

@@ -86,12 +86,17 @@ class PredictionSerializer(serializers.ModelSerializer):
     confidence = serializers.FloatField(read_only=True)
     model = ModelVersionSerializer(source="*", read_only=True)
     review = serializers.SerializerMethodField()
+    warnings = serializers.ListField(
+        child=serializers.CharField(), read_only=True,
+        help_text="Intended-use warnings (e.g. age outside the validated range, a lateral view): the result "
+                  "is shown but marked.",
+    )
 
     class Meta:
         model = Prediction
         fields = [
             "id", "url", "page_url", "status", "label", "probability", "confidence", "threshold",
-            "model", "queued_at", "started_at", "finished_at", "error", "patient", "study", "review",
+            "warnings", "model", "queued_at", "started_at", "finished_at", "error", "patient", "study", "review",
         ]
         read_only_fields = fields
 

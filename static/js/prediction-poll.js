@@ -35,6 +35,16 @@
       set("probability", num(p.probability, 4));
       set("threshold", num(p.threshold, 4));
       set("model", (model.name || "") + "@" + (model.weights_sha256 || "").slice(0, 12));
+      var warnings = byId("warnings");
+      if (warnings) {
+        warnings.textContent = "";
+        (p.warnings || []).forEach(function (text) {
+          var item = document.createElement("li");
+          item.textContent = text;
+          warnings.appendChild(item);
+        });
+        warnings.hidden = !(p.warnings || []).length;
+      }
     }
     if (p.status === "failed") set("error", p.error || "");
     show("untrained-warning", (model.name || "").indexOf("untrained") !== -1);

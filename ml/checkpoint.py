@@ -35,26 +35,31 @@ def state_dict_sha256(state_dict):
     return digest.hexdigest()
 
 
-def save_checkpoint(model, card, weights_path, *, dtype=torch.float16):
+def save_checkpoint(model, card, weights_path, *, dtype=torch.float16, extra=None):
+    """Weights (fp16) plus ``extra`` tensors kept at full precision (the OOD gate's ``ood.*`` statistics)."""
     weights_path = Path(weights_path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {
         k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in model.state_dict().items()
     }
+    tensors.update({k: v.detach().cpu().float().contiguous() for k, v in (extra or {}).items()})
     save_file(tensors, str(weights_path))
     card = {**card, "config": model.config.to_dict(), "weights_sha256": file_sha256(weights_path)}
     card_path(weights_path).write_text(json.dumps(card, indent=2, sort_keys=True))
     return card
 
 
-def load_checkpoint(weights_path, device="cpu"):
+def load_checkpoint(weights_path, device="cpu", *, with_extra=False):
+    """(model, card), or (model, card, extra tensors) with ``with_extra``."""
     weights_path = Path(weights_path)
     card = json.loads(card_path(weights_path).read_text())
     model = HybridNet(ModelConfig.from_dict(card["config"]))
     tensors = load_file(str(weights_path))
     state = model.state_dict()
-    tensors = {k: v.to(state[k].dtype) for k, v in tensors.items()}
-    model.load_state_dict(tensors, strict=True)
+    model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items() if k in state}, strict=True)
     card["weights_sha256"] = file_sha256(weights_path)
-    return model.to(device).eval(), card
+    model = model.to(device).eval()
+    if with_extra:
+        return model, card, {k: v for k, v in tensors.items() if k not in state}
+    return model, card

@@ -217,7 +217,16 @@ def train(args):
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "torch": torch.__version__,
     }
-    card = save_checkpoint(model.cpu(), card, args.out)
+    extra = {}
+    if not args.no_ood and model.backbones():  # the gate reads image features
+        from .fit_ood import fit_and_measure, format_report, gate_card
+
+        gate, report = fit_and_measure(model, train_samples, val_samples, probe_images=args.ood_probe_images,
+                                       seed=args.seed)
+        card["ood"] = gate_card(gate, report)
+        extra = gate.tensors()
+        print(format_report(report), flush=True)
+    card = save_checkpoint(model.cpu().to(memory_format=torch.contiguous_format), card, args.out, extra=extra)
     print(json.dumps(card["validation_metrics"], indent=2))
     return card
 
@@ -247,6 +256,9 @@ def parse_args(argv=None):
     parser.add_argument("--vit-weights", type=Path, help="timm-format weights file for the ViT (wins over the preset's source)")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
+    parser.add_argument("--no-ood", action="store_true", help="skip fitting the out-of-distribution gate")
+    parser.add_argument("--ood-probe-images", type=int, default=1500,
+                        help="training images whose inverted/cropped copies train the OOD probe")
     parser.add_argument("--validated-age-range", type=float, nargs=2, default=[1.0, 5.0], metavar=("MIN", "MAX"),
                         help="population age range of the training data, in years (Kermany: 1-5)")
     return parser.parse_args(argv)

@@ -1,0 +1,53 @@
+"""Grad-CAM heatmaps from both branches of the shipped model."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.checkpoint import DEFAULT_WEIGHTS
+from ml.explain import heatmap_png
+from ml.inference import Predictor
+from ml.preprocessing import decode_image
+
+from .factories import XRAYS
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor.load(DEFAULT_WEIGHTS, device="cpu")
+
+
+def test_it_maps_both_branches_onto_the_model_input(predictor):
+    maps = predictor.explain(decode_image(XRAYS / "pneumonia-1.jpeg"))
+    for heat in (maps.combined, maps.cnn, maps.vit):
+        assert heat.shape == (224, 224) and heat.min() >= 0 and heat.max() == pytest.approx(1.0)
+        assert heat.std() > 0.05  # a picture, not a constant
+
+
+def test_it_moves_when_part_of_the_image_is_masked(predictor):
+    image = decode_image(XRAYS / "pneumonia-1.jpeg")
+    before = predictor.explain(image).combined
+    pixels = np.asarray(image).copy()
+    height, width = pixels.shape
+    pixels[:, width // 2:] = 0  # black out the right half of the picture
+    after = predictor.explain(Image.fromarray(pixels)).combined
+    assert np.abs(before - after).mean() > 0.05
+    # Heat left on a black area means the map ignores the image: most of it moves to the other half.
+    assert after[:, 112:].sum() < after[:, :112].sum()
+
+
+def test_it_depends_on_the_label_explained(predictor):
+    image = decode_image(XRAYS / "normal-1.jpeg")
+    toward_pneumonia = predictor.explain(image, label="PNEUMONIA").combined
+    toward_normal = predictor.explain(image, label="NORMAL").combined
+    assert np.abs(toward_pneumonia - toward_normal).mean() > 0.02
+
+
+def test_it_writes_a_transparent_where_cold_rgba_png():
+    heat = np.linspace(0, 1, 224 * 224).reshape(224, 224)
+    image = Image.open(io.BytesIO(heatmap_png(heat)))
+    assert image.mode == "RGBA" and image.size == (224, 224)
+    alpha = np.asarray(image)[..., 3]
+    assert alpha[0, 0] == 0 and alpha[-1, -1] > 150

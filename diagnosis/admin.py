@@ -106,13 +106,14 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
         "id", "thumbnail", "patient_mrn", "label", "probability_display", "status",
         "model_version", "within_validated_use", "is_reviewed", "queued_at",
     ]
-    list_filter = ["label", "status", "model_name", "model_sha256", ReviewedFilter, WarningsFilter, "review_verdict", "queued_at"]
+    list_filter = ["label", "status", "ood", "model_name", "model_sha256", ReviewedFilter, WarningsFilter,
+                   "review_verdict", "queued_at"]
     search_fields = ["study__patient__mrn"]
     date_hierarchy = "queued_at"
     list_select_related = ["study__patient"]
     fieldsets = [
         (None, {"fields": ["image_preview", "study", "patient_mrn", "status", "label", "probability", "threshold",
-                           "warnings_display"]}),
+                           "ood", "ood_reason", "warnings_display"]}),
         ("Model", {"fields": ["model_name", "model_sha256"]}),
         ("Timings", {"fields": ["queued_at", "started_at", "finished_at", "attempts", "error"]}),
         ("Review", {"fields": ["review_verdict", "review_label", "review_comment", "reviewed_by", "reviewed_at"]}),
@@ -122,7 +123,7 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         fields = [f.name for f in Prediction._meta.fields if f.name not in self.EDITABLE]
         fields += ["image_preview", "patient_mrn", "warnings_display"]
-        if obj is None or obj.status != Prediction.Status.SUCCEEDED or not can_review(request.user):
+        if obj is None or obj.status not in Prediction.OUTCOMES or not can_review(request.user):
             fields += list(self.EDITABLE)
         return fields
 
@@ -147,8 +148,19 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
 
     @admin.display(description="Image")
     def image_preview(self, obj):
-        url = reverse("study_image", args=[obj.study_id])
-        return format_html('<img src="{}" alt="X-ray" style="max-width:320px">', url)
+        """The X-ray, with the combined Grad-CAM map laid over it when the job stored one."""
+        image = format_html('<img src="{}" alt="X-ray" style="display:block;width:320px">',
+                            reverse("study_image", args=[obj.study_id]))
+        if not obj.heatmap:
+            return image
+        heatmap = reverse("prediction_heatmap", args=[obj.pk, "combined"])
+        return format_html(
+            '<div style="position:relative;width:320px">{}<img src="{}" alt="Heatmap" class="heatmap-overlay"'
+            ' style="position:absolute;inset:0;width:100%;height:100%;opacity:.6"></div>'
+            '<p>Heatmap: <a href="{}">combined</a> · <a href="{}">CNN</a> · <a href="{}">ViT</a></p>',
+            image, heatmap, heatmap, reverse("prediction_heatmap", args=[obj.pk, "cnn"]),
+            reverse("prediction_heatmap", args=[obj.pk, "vit"]),
+        )
 
     @admin.display(description="MRN", ordering="study__patient__mrn")
     def patient_mrn(self, obj):
@@ -191,6 +203,8 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
         ("label", lambda p: p.label),
         ("probability", lambda p: "" if p.probability is None else f"{p.probability:.6f}"),
         ("threshold", lambda p: "" if p.threshold is None else p.threshold),
+        ("ood", lambda p: "" if p.ood is None else str(p.ood).lower()),
+        ("ood_reason", lambda p: p.ood_reason),
         ("warnings", lambda p: " | ".join(p.warnings)),
         ("model_name", lambda p: p.model_name),
         ("model_sha256", lambda p: p.model_sha256),

@@ -8,7 +8,29 @@ from django.views.decorators.cache import patch_cache_control
 
 from ml.preprocessing import decode_image
 
+from .models import Prediction
+
 THUMBNAIL_SIZE = (160, 160)
+
+
+def heatmap_response(prediction, branch):
+    """One of a prediction's heatmap PNGs (``combined``, ``cnn`` or ``vit``); 404 when there is none."""
+    field = Prediction.HEATMAP_BRANCHES.get(branch)
+    stored = getattr(prediction, field) if field else None
+    if not stored:
+        raise Http404("This prediction has no such heatmap.")
+    try:
+        response = FileResponse(stored.open("rb"), content_type="image/png")
+    except FileNotFoundError:
+        raise Http404("The heatmap file is missing.") from None
+    return private(response)
+
+
+def private(response):
+    # Patient images must not sit in shared caches.
+    patch_cache_control(response, private=True, max_age=300)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def image_response(study, *, thumbnail=False):
@@ -27,7 +49,4 @@ def image_response(study, *, thumbnail=False):
     else:
         content_type = mimetypes.guess_type(study.image.name)[0] or "application/octet-stream"
         response = FileResponse(fh, content_type=content_type)
-    # Patient images must not sit in shared caches.
-    patch_cache_control(response, private=True, max_age=300)
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return private(response)

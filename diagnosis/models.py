@@ -39,6 +39,10 @@ class Patient(models.Model):
         return reverse("patient_detail", args=[self.pk])
 
 
+def heatmap_upload_to(instance, filename):
+    return f"heatmaps/{timezone.now():%Y/%m}/{uuid.uuid4().hex}.png"
+
+
 def study_upload_to(instance, filename):
     # Random name: the original name is kept as data, never used as a path.
     suffix = Path(filename).suffix.lower()
@@ -86,6 +90,8 @@ class Prediction(models.Model):
         QUEUED = "queued"
         RUNNING = "running"
         SUCCEEDED = "succeeded"
+        # Finished, but the input is not a chest X-ray the model was validated on: no label is given.
+        REJECTED = "rejected"
         FAILED = "failed"
         CANCELLED = "cancelled"
 
@@ -97,7 +103,9 @@ class Prediction(models.Model):
         AGREE = "agree"
         DISAGREE = "disagree"
 
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    FINISHED = (Status.SUCCEEDED, Status.REJECTED, Status.FAILED, Status.CANCELLED)
+    # Model outcomes: immutable once written, except for the review.
+    OUTCOMES = (Status.SUCCEEDED, Status.REJECTED)
     REVIEW_FIELDS = ("review_verdict", "review_label", "review_comment", "reviewed_by", "reviewed_at")
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="predictions")
@@ -111,6 +119,15 @@ class Prediction(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    ood = models.BooleanField(
+        "out of distribution", null=True, blank=True,
+        help_text="True when the input is not a chest X-ray the model was validated on; unset until the job runs.",
+    )
+    ood_reason = models.TextField("why it was rejected", blank=True)
+    # Grad-CAM (ml.explain) for the label given: both branches combined, and each branch.
+    heatmap = models.FileField(upload_to=heatmap_upload_to, max_length=255, blank=True)
+    heatmap_cnn = models.FileField("CNN heatmap", upload_to=heatmap_upload_to, max_length=255, blank=True)
+    heatmap_vit = models.FileField("ViT heatmap", upload_to=heatmap_upload_to, max_length=255, blank=True)
     warnings = models.JSONField(
         default=list, blank=True, help_text="Intended-use warnings: the study is outside the model's validated population."
     )
@@ -145,6 +162,8 @@ class Prediction(models.Model):
             return None
         return self.probability if self.label == self.Label.PNEUMONIA else 1.0 - self.probability
 
+    HEATMAP_BRANCHES = {"combined": "heatmap", "cnn": "heatmap_cnn", "vit": "heatmap_vit"}
+
     @property
     def is_reviewed(self):
         return bool(self.review_verdict)
@@ -160,11 +179,11 @@ class Prediction(models.Model):
 
     def _refuse_edit_of_succeeded_result(self):
         stored = type(self).objects.filter(pk=self.pk).values().first()
-        if not stored or stored["status"] != self.Status.SUCCEEDED:
+        if not stored or stored["status"] not in self.OUTCOMES:
             return
         review = {f if f != "reviewed_by" else "reviewed_by_id" for f in self.REVIEW_FIELDS}
         for field in self._meta.concrete_fields:
             if field.attname in review:
                 continue
             if getattr(self, field.attname) != stored[field.attname]:
-                raise ValueError(f"A succeeded prediction is immutable except for its review ({field.name}).")
+                raise ValueError(f"A {stored['status']} prediction is immutable except for its review ({field.name}).")

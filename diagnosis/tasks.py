@@ -5,14 +5,15 @@ import logging
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.db.models import F
 from django.utils import timezone
 
-from ml.intended_use import intended_use_warnings
-from ml.preprocessing import decode_image
+from ml.explain import heatmap_png
+from ml.preprocessing import decode_with_tags
 
 from .inference import get_predictor
-from .models import Prediction
+from .models import Prediction, heatmap_upload_to
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +66,15 @@ def run_prediction(self, *, prediction_pk):
         prediction = Prediction.objects.select_related("study").get(pk=prediction_pk)
         study = prediction.study
         with study.image.open("rb") as fh:
-            image = decode_image(
+            image, info = decode_with_tags(
                 fh,
                 max_pixels=settings.PNEUMOWEB_MAX_IMAGE_PIXELS,
                 min_side=settings.PNEUMOWEB_MIN_IMAGE_SIDE,
             )
         predictor = get_predictor()
-        [probability] = predictor.predict([(image, float(study.age_years))])
-        warnings = intended_use_warnings(predictor.card, age_years=float(study.age_years), view=study.view)
+        answer = predictor.assess(image, info, age=float(study.age_years), view=study.view)
+        heatmaps = {} if answer.ood else save_heatmaps(predictor.explain(image, age=float(study.age_years),
+                                                                         label=answer.label))
     except SoftTimeLimitExceeded:
         mark_failed(prediction_pk, f"Timed out after {settings.PNEUMOWEB_TASK_SOFT_TIME_LIMIT} s.")
         return
@@ -81,14 +83,33 @@ def run_prediction(self, *, prediction_pk):
         mark_failed(prediction_pk, f"{type(exc).__name__}: {exc}")
         return
     # The status filter lets a cancellation that arrived meanwhile win.
-    Prediction.objects.filter(pk=prediction_pk, status=Prediction.Status.RUNNING).update(
-        status=Prediction.Status.SUCCEEDED,
-        label=predictor.label(probability),
-        probability=probability,
+    updated = Prediction.objects.filter(pk=prediction_pk, status=Prediction.Status.RUNNING).update(
+        status=Prediction.Status.REJECTED if answer.ood else Prediction.Status.SUCCEEDED,
+        label=answer.label,
+        probability=answer.probability,
+        ood=answer.ood,
+        ood_reason=answer.ood_reason,
         threshold=predictor.threshold,
         model_name=predictor.name,
         model_sha256=predictor.weights_sha256,
         finished_at=timezone.now(),
         error="",
-        warnings=warnings,
+        warnings=answer.warnings,
+        **heatmaps,
     )
+    if not updated:  # cancelled meanwhile: nothing points at the maps
+        for name in heatmaps.values():
+            heatmap_storage().delete(name)
+
+
+def heatmap_storage():
+    return Prediction._meta.get_field("heatmap").storage
+
+
+def save_heatmaps(maps):
+    """Store each map as a PNG; returns {field name: stored name}."""
+    stored = {}
+    for field, heat in (("heatmap", maps.combined), ("heatmap_cnn", maps.cnn), ("heatmap_vit", maps.vit)):
+        if heat is not None:
+            stored[field] = heatmap_storage().save(heatmap_upload_to(None, "map.png"), ContentFile(heatmap_png(heat)))
+    return stored

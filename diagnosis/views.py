@@ -8,7 +8,7 @@ from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
 
 from .forms import PatientForm, UploadForm
-from .media import image_response
+from .media import heatmap_response, image_response
 from .models import Prediction
 from .permissions import visible_patients, visible_predictions, visible_studies, writable_patients
 from .services import submit_study
@@ -95,6 +95,11 @@ def prediction_detail(request, pk):
 @login_required
 def study_image(request, pk):
     return image_response(get_object_or_404(visible_studies(request.user), pk=pk))
+
+
+@login_required
+def prediction_heatmap(request, pk, branch):
+    return heatmap_response(get_object_or_404(visible_predictions(request.user), pk=pk), branch)
 
 
 @login_required

@@ -5,14 +5,17 @@ Load a :class:`Predictor` once per process, then call
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .checkpoint import load_checkpoint, state_dict_sha256
 from .config import get_preset
+from .explain import grad_cam
+from .intended_use import intended_use_warnings
 from .model import HybridNet
+from .ood import OodGate, image_check
 from .preprocessing import age_to_tensor, image_to_tensor
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,17 @@ def pick_device(preference="auto"):
 
 
 @dataclass
+class Assessment:
+    """One study's answer. ``ood`` means no label: the input is not what the model was validated on."""
+
+    probability: float = None
+    label: str = ""
+    ood: bool = False
+    ood_reason: str = ""
+    warnings: list = field(default_factory=list)
+
+
+@dataclass
 class Predictor:
     model: HybridNet
     name: str
@@ -45,11 +59,12 @@ class Predictor:
     # always sees "age missing", as in training, so a typed age cannot move its output.
     uses_age: bool = True
     layout: torch.memory_format = torch.channels_last
+    gate: OodGate = None  # the learned out-of-distribution check, when the checkpoint carries one
 
     @classmethod
     def from_checkpoint(cls, path, device="auto"):
         device = pick_device(device)
-        model, card = load_checkpoint(path, device=device)
+        model, card, extra = load_checkpoint(path, device=device, with_extra=True)
         return cls(
             model=for_inference(model, device),
             name=card.get("name", Path(path).stem),
@@ -58,6 +73,7 @@ class Predictor:
             temperature=float(card.get("temperature", 1.0)),
             card=card,
             uses_age=bool(card.get("uses_age", True)),
+            gate=OodGate.from_checkpoint(extra, card.get("ood")),
         )
 
     @classmethod
@@ -95,6 +111,29 @@ class Predictor:
         images = images.to(self.device, memory_format=self.layout)
         logits = self.model(images, ages.to(self.device))
         return torch.sigmoid(logits.float() / self.temperature).cpu().tolist()
+
+    @torch.inference_mode()
+    def assess(self, image, info=None, *, age=None, view=None):
+        """The full answer for one study: image checks, OOD gate, probability, label, intended-use warnings."""
+        warnings = intended_use_warnings(self.card, age_years=age, view=view)
+        reason = image_check(image, info)
+        if reason:
+            return Assessment(ood=True, ood_reason=reason, warnings=warnings)
+        images = image_to_tensor(image, self.model.config)[None].to(self.device, memory_format=self.layout)
+        features = self.model.image_features(images)
+        if self.gate is not None:
+            [(rejected, reason, _, _)] = self.gate.decide(torch.cat(features, 1).float().cpu())
+            if rejected:
+                return Assessment(ood=True, ood_reason=reason, warnings=warnings)
+        elif self.trained:
+            warnings.append("This model has no learned out-of-distribution check: only the image checks ran.")
+        ages = age_to_tensor([age if self.uses_age else None]).to(self.device)
+        probability = torch.sigmoid(self.model.fuse(features, ages).float() / self.temperature).item()
+        return Assessment(probability=probability, label=self.label(probability), ood=False, warnings=warnings)
+
+    def explain(self, image, *, age=None, label=PNEUMONIA):
+        """Grad-CAM heatmaps (combined, CNN, ViT) for the label given to this image."""
+        return grad_cam(self.model, image, age=age if self.uses_age else None, toward_pneumonia=label == PNEUMONIA)
 
     def label(self, probability):
         return PNEUMONIA if probability >= self.threshold else NORMAL

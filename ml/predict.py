@@ -1,11 +1,13 @@
 """Predict chest X-rays from the command line, through the worker's code path.
 
-    python -m ml.predict IMAGE... [--age YEARS] [--model PATH]
+    python -m ml.predict IMAGE... [--age YEARS] [--model PATH] [--heatmap DIR]
 
 IMAGE may be a JPEG, PNG or DICOM file; a DICOM's PatientAge is used when --age is
 not given. Prints one JSON object per line per image: file, label, probability,
-threshold, age (and where it came from), intended-use warnings, model (name + weights sha256). Unreadable
-or non-image files give a JSON error line and a non-zero exit status.
+threshold, ood and ood_reason (an input the model was not validated on gets no label),
+age (and where it came from), intended-use warnings, heatmap (a PNG path, with
+--heatmap DIR) and model (name + weights sha256). Unreadable or non-image files give a
+JSON error line and a non-zero exit status.
 """
 
 import argparse
@@ -14,8 +16,8 @@ import sys
 from pathlib import Path
 
 from .checkpoint import DEFAULT_WEIGHTS
+from .explain import heatmap_png
 from .inference import Predictor
-from .intended_use import intended_use_warnings
 from .preprocessing import ImageDecodeError, decode_with_tags
 
 
@@ -25,6 +27,8 @@ def main(argv=None):
     parser.add_argument("--age", type=float, help="age in years at acquisition (0-120)")
     parser.add_argument("--model", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--heatmap", type=Path, metavar="DIR",
+                        help="write each accepted image's Grad-CAM overlay here as NAME.heatmap.png")
     args = parser.parse_args(argv)
     if args.age is not None and not 0 <= args.age <= 120:
         parser.error("--age must be between 0 and 120 years")
@@ -43,17 +47,24 @@ def main(argv=None):
         age, age_source = args.age, "--age" if args.age is not None else None
         if age is None and info.dicom is not None and info.dicom.age_years is not None:
             age, age_source = info.dicom.age_years, "DICOM PatientAge"
-        [probability] = predictor.predict([(image, age)])
+        view = info.dicom.view_position if info.dicom else None
+        answer = predictor.assess(image, info, age=age, view=view)
+        heatmap = None
+        if args.heatmap is not None and not answer.ood:
+            args.heatmap.mkdir(parents=True, exist_ok=True)
+            heatmap = args.heatmap / f"{path.stem}.heatmap.png"
+            heatmap.write_bytes(heatmap_png(predictor.explain(image, age=age, label=answer.label).combined))
         print(json.dumps({
             "file": str(path),
-            "label": predictor.label(probability),
-            "probability": round(probability, 6),
+            "label": answer.label or None,
+            "probability": None if answer.probability is None else round(answer.probability, 6),
             "threshold": predictor.threshold,
+            "ood": answer.ood,
+            "ood_reason": answer.ood_reason,
             "age": age,
             "age_source": age_source,
-            "warnings": intended_use_warnings(
-                predictor.card, age_years=age, view=info.dicom.view_position if info.dicom else None
-            ),
+            "warnings": answer.warnings,
+            "heatmap": str(heatmap) if heatmap else None,
             "model": model,
         }), flush=True)
     return 1 if failures else 0

@@ -15,6 +15,7 @@ urlpatterns = [
     path("predictions/<int:pk>/", views.prediction_detail, name="prediction_detail"),
     path("studies/<int:pk>/image/", views.study_image, name="study_image"),
     path("studies/<int:pk>/thumbnail/", views.study_thumbnail, name="study_thumbnail"),
+    path("predictions/<int:pk>/heatmap/<str:branch>.png", views.prediction_heatmap, name="prediction_heatmap"),
     path("admin/", admin.site.urls),
     path("api/", include("diagnosis.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

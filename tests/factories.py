@@ -8,6 +8,7 @@ from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 
 from diagnosis.models import Patient, Prediction, Study
+from ml.explain import heatmap_png
 
 XRAYS = Path(__file__).parent / "fixtures" / "xrays"
 PASSWORD = "correct-horse-battery-staple"
@@ -74,4 +75,23 @@ class PredictionFactory(factory.django.DjangoModelFactory):
             threshold=0.5,
             model_name="compact-test",
             model_sha256="ab" * 32,
+            ood=False,
         )
+        rejected = factory.Trait(
+            status=Prediction.Status.REJECTED,
+            ood=True,
+            ood_reason="The image is in colour; chest X-rays are grayscale.",
+            threshold=0.5,
+            model_name="compact-test",
+            model_sha256="ab" * 32,
+        )
+
+
+def with_heatmaps(prediction):
+    """Store a small real heatmap PNG for each branch of a finished prediction."""
+    for field in Prediction.HEATMAP_BRANCHES.values():
+        getattr(prediction, field).save("map.png", ContentFile(heatmap_png([[0.0, 1.0], [0.5, 0.2]])), save=False)
+    # A queryset update: a finished prediction refuses model-field changes through save().
+    Prediction.objects.filter(pk=prediction.pk).update(
+        **{f: getattr(prediction, f).name for f in Prediction.HEATMAP_BRANCHES.values()})
+    return prediction

@@ -30,7 +30,7 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery-staple"
-FINISHED = ("succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "rejected", "failed", "cancelled")
 
 # The test process's own configuration must not leak into the stack.
 _STRIPPED_ENV_PREFIXES = ("DATABASE_", "CELERY_", "CACHE_URL", "DJANGO_", "PNEUMOWEB_")

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:diagnosis_prediction_changelist")
 EXPORT = reverse("admin:diagnosis_prediction_export")
 CSV_HEADER = [
-    "id", "mrn", "patient", "study", "age_years", "status", "label", "probability", "threshold", "warnings",
+    "id", "mrn", "patient", "study", "age_years", "status", "label", "probability", "threshold", "ood", "ood_reason",
+    "warnings",
     "model_name", "model_sha256", "queued_at", "finished_at", "review_verdict", "review_label",
     "review_comment", "reviewed_by", "reviewed_at",
 ]
@@ -81,6 +82,33 @@ def test_it_filters_and_shows_results_outside_validated_use(reviewer_client, pat
     assert "Intended-use warnings" in page and "Age 45 years is outside" in page
     rows = {int(r[0]): dict(zip(CSV_HEADER, r, strict=True)) for r in csv_rows(reviewer_client.get(EXPORT))[1:]}
     assert rows[adult.pk]["warnings"] == warning and rows[child.pk]["warnings"] == ""
+
+
+def test_it_filters_and_shows_rejected_inputs_with_their_reason(reviewer_client, patient):
+    rejected = PredictionFactory(study=StudyFactory(patient=patient), rejected=True)
+    accepted = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+
+    def listed(**params):
+        return set(reviewer_client.get(CHANGELIST, params).context["cl"].result_list)
+
+    assert listed(ood__exact="1") == {rejected} and listed(ood__exact="0") == {accepted}
+    assert listed(status__exact="rejected") == {rejected}
+    page = reviewer_client.get(change_url(rejected)).content.decode()
+    assert "The image is in colour; chest X-rays are grayscale." in page
+    rows = {int(r[0]): dict(zip(CSV_HEADER, r, strict=True)) for r in csv_rows(reviewer_client.get(EXPORT))[1:]}
+    assert (rows[rejected.pk]["ood"], rows[rejected.pk]["label"]) == ("true", "")
+    assert rows[rejected.pk]["ood_reason"] == rejected.ood_reason
+    assert (rows[accepted.pk]["ood"], rows[accepted.pk]["ood_reason"]) == ("false", "")
+
+
+def test_it_lays_the_heatmap_over_the_xray_on_the_change_page(reviewer_client, patient):
+    with_map = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, heatmap="heatmaps/x.png")
+    without = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    html = reviewer_client.get(change_url(with_map)).content.decode()
+    for branch in ("combined", "cnn", "vit"):
+        assert reverse("prediction_heatmap", args=[with_map.pk, branch]) in html
+    assert 'class="heatmap-overlay"' in html
+    assert "heatmap-overlay" not in reviewer_client.get(change_url(without)).content.decode()
 
 
 def test_it_searches_by_mrn(reviewer_client, patient, foreign_patient):

@@ -4,7 +4,7 @@ from django.urls import reverse
 from diagnosis.models import Prediction
 
 from .conftest import api_client_for
-from .factories import PatientFactory, PredictionFactory, StudyFactory
+from .factories import PatientFactory, PredictionFactory, StudyFactory, with_heatmaps
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,41 @@ def test_it_shows_a_succeeded_prediction(api, patient):
     assert body["study"]["image_url"].endswith(f"/api/studies/{prediction.study_id}/image/")
     assert body["review"] is None
     assert body["error"] == ""
-    assert body["warnings"] == []
+    assert body["warnings"] == [] and body["ood"] is False and body["ood_reason"] == ""
+
+
+def test_it_reports_a_rejected_input_without_a_label(api, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), rejected=True)
+    body = api.get(detail(prediction.pk)).json()
+    assert body["status"] == "rejected" and body["ood"] is True
+    assert body["ood_reason"] == "The image is in colour; chest X-rays are grayscale."
+    assert body["label"] is None and body["probability"] is None and body["confidence"] is None
+
+
+def test_it_links_and_serves_the_heatmaps(api, patient):
+    prediction = with_heatmaps(PredictionFactory(study=StudyFactory(patient=patient), succeeded=True))
+    body = api.get(detail(prediction.pk)).json()
+    base = f"http://testserver/api/predictions/{prediction.pk}/heatmap/"
+    assert body["heatmap"] == base
+    assert body["heatmaps"] == {"combined": base, "cnn": base + "?branch=cnn", "vit": base + "?branch=vit"}
+    for url in body["heatmaps"].values():
+        response = api.get(url)
+        assert response.status_code == 200 and response["Content-Type"] == "image/png"
+        assert b"".join(response.streaming_content).startswith(b"\x89PNG")
+        assert "private" in response["Cache-Control"]
+    assert api.get(base + "?branch=nope").status_code == 404
+
+
+def test_it_has_no_heatmap_before_the_result(api, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient))
+    body = api.get(detail(prediction.pk)).json()
+    assert body["heatmap"] is None and body["heatmaps"] == {}
+    assert api.get(f"/api/predictions/{prediction.pk}/heatmap/").status_code == 404
+
+
+def test_it_hides_another_clinicians_heatmap(api, foreign_patient):
+    prediction = with_heatmaps(PredictionFactory(study=StudyFactory(patient=foreign_patient), succeeded=True))
+    assert api.get(f"/api/predictions/{prediction.pk}/heatmap/").status_code == 404
 
 
 def test_it_reports_intended_use_warnings(api, patient):

@@ -130,10 +130,55 @@ def test_it_uploads_an_xray_and_shows_the_result_without_a_reload(stack, page, t
         expect(warning).to_be_hidden()
     assert api["patient"] == int(patient_id)
 
+    # Age 5.5 is outside the validated 1–5 years: the verdict is shown, marked.
+    expect(page.locator("[data-testid=intended-use-warnings]")).to_contain_text("outside the ages")
+
+    # The heatmap arrives with the result, over the X-ray, and its controls work.
+    heatmap = page.locator("[data-testid=heatmap]")
+    expect(heatmap).to_be_visible()
+    page.wait_for_function("document.getElementById('heatmap').complete "
+                           "&& document.getElementById('heatmap').naturalWidth > 0")
+    assert heatmap.get_attribute("src").endswith("/heatmap/combined.png")
+    assert api["heatmaps"]["cnn"] and api["heatmaps"]["vit"]
+    page.fill("#heatmap-opacity", "30")
+    assert heatmap.evaluate("e => e.style.opacity") == "0.3"
+    page.uncheck("[data-testid=heatmap-toggle]")
+    expect(heatmap).to_be_hidden()
+    page.check("[data-testid=heatmap-toggle]")
+    page.select_option("#heatmap-branch", "vit")
+    expect(heatmap).to_have_attribute("src", re.compile(r"/heatmap/vit\.png$"))
+    page.wait_for_function("document.getElementById('heatmap').complete "
+                           "&& document.getElementById('heatmap').naturalWidth > 0")
+
     screenshot = tmp_path / "result.png"
     page.screenshot(path=str(screenshot), full_page=True)
     data = screenshot.read_bytes()
     assert len(data) > 1000 and data.startswith(PNG_SIGNATURE)
+
+
+def test_it_refuses_a_photo_with_a_reason_instead_of_a_verdict(stack, page, tmp_path):
+    from PIL import Image
+    from playwright.sync_api import expect
+    from skimage import data as photos
+
+    photo = tmp_path / "chelsea.png"
+    Image.fromarray(photos.chelsea()).save(photo)  # scikit-image's bundled photo of a cat
+    alice = stack.api_session("alice")
+    response = stack.submit_xray(alice, photo, age="3", patient_mrn=f"MRN-C-{uuid.uuid4().hex[:6]}",
+                                 patient_name="Felix Cat")
+    assert response.status_code == 202, response.text
+    prediction = stack.wait_for_prediction(alice, response.headers["Location"])
+    assert prediction["status"] == "rejected" and prediction["ood"] is True, prediction
+    assert prediction["label"] is None and prediction["heatmap"] is None
+
+    log_in(stack, page, "alice")
+    page.goto(stack.url(f"/predictions/{prediction['id']}/"))
+    rejected = page.locator("[data-testid=prediction-rejected]")
+    expect(rejected).to_be_visible()
+    expect(rejected).to_contain_text("Not a chest X-ray the model was validated on")
+    expect(page.locator("#ood-reason")).to_have_text(prediction["ood_reason"])
+    expect(page.locator("[data-testid=prediction-label]")).to_be_hidden()
+    expect(page.locator("[data-testid=heatmap]")).to_be_hidden()
 
 
 def test_it_lets_a_reviewer_record_a_verdict_in_the_admin(stack, page):

@@ -51,7 +51,7 @@ def test_it_shows_the_confidence_of_the_label_shown(logged_in, patient):
     assert "87.3%" in html and ">NORMAL<" in html
 
 
-@pytest.mark.parametrize("status", ["queued", "running", "succeeded", "failed", "cancelled"])
+@pytest.mark.parametrize("status", ["queued", "running", "succeeded", "rejected", "failed", "cancelled"])
 def test_it_gives_every_status_a_badge(logged_in, patient, status):
     PredictionFactory(study=StudyFactory(patient=patient), status=status)
     html = logged_in.get(URL).content.decode()

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from diagnosis.models import Prediction
 
-from .factories import PredictionFactory, StudyFactory
+from .factories import PredictionFactory, StudyFactory, with_heatmaps
 
 pytestmark = pytest.mark.django_db
 
@@ -68,6 +69,26 @@ def test_it_marks_a_result_outside_the_validated_population(logged_in, patient):
     assert 'data-testid="intended-use-warnings" role="alert" >' in html
     assert "<li>Age 45 years is outside the ages the model was validated on (1–5 years)" in html
     assert 'data-testid="prediction-label" id="label" class="label-pneumonia">PNEUMONIA<' in html
+
+
+def test_it_overlays_the_heatmap_with_controls(logged_in, patient):
+    prediction = with_heatmaps(PredictionFactory(study=StudyFactory(patient=patient), succeeded=True))
+    html = logged_in.get(url(prediction)).content.decode()
+    src = reverse("prediction_heatmap", args=[prediction.pk, "combined"])
+    assert f'src="{src}"' in html and 'id="heatmap-controls" >' in html
+    for branch in ("combined", "cnn", "vit"):
+        response = logged_in.get(reverse("prediction_heatmap", args=[prediction.pk, branch]))
+        assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert Client().get(src).status_code == 302  # login required
+
+
+def test_it_gives_no_verdict_for_a_rejected_input(logged_in, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), rejected=True)
+    html = logged_in.get(url(prediction)).content.decode()
+    assert 'data-testid="prediction-rejected" >' in html
+    assert "Not a chest X-ray the model was validated on" in html
+    assert '<span id="ood-reason">The image is in colour; chest X-rays are grayscale.</span>' in html
+    assert '<div id="outcome" hidden>' in html
 
 
 def test_it_hides_the_warning_list_when_there_is_none(logged_in, patient):

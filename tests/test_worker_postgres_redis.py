@@ -141,7 +141,7 @@ def test_it_never_runs_a_prediction_cancelled_while_queued(stack, alice):
 
     body = alice.get(accepted["url"], timeout=30).json()
     assert body["status"] == "cancelled"
-    assert body["label"] == "" and body["probability"] is None and body["started_at"] is None
+    assert body["label"] is None and body["probability"] is None and body["started_at"] is None
     [(attempts,)] = stack.query("SELECT attempts FROM diagnosis_prediction WHERE id = %s", (accepted["id"],))
     assert attempts == 0
     again = alice.post(stack.url(f"/api/predictions/{accepted['id']}/cancel/"), timeout=30)
@@ -157,7 +157,7 @@ def test_it_cancels_right_after_submit_and_a_cancelled_job_never_succeeds(stack,
     body = stack.wait_for_prediction(alice, accepted["url"])
     if cancel.status_code == 200:
         assert body["status"] == "cancelled"
-        assert body["probability"] is None and body["label"] == ""
+        assert body["probability"] is None and body["label"] is None
     else:
         assert body["status"] == "succeeded"
     run_one_more_job(stack, alice)
@@ -193,7 +193,7 @@ def test_it_marks_a_job_failed_when_its_image_cannot_be_read(stack, alice, damag
     assert body["status"] == "failed", body
     assert body["error"], "a failed job says why"
     assert ("FileNotFoundError" if damage == "deleted" else "ImageDecodeError") in body["error"]
-    assert body["label"] == "" and body["probability"] is None
+    assert body["label"] is None and body["probability"] is None
     assert body["finished_at"] is not None
     failed = alice.get(stack.url("/api/predictions/"), params={"status": "failed"}, timeout=30).json()
     assert accepted["id"] in {item["id"] for item in failed["results"]}

@@ -83,9 +83,12 @@ class PredictionSerializer(serializers.ModelSerializer):
     page_url = serializers.SerializerMethodField()
     patient = serializers.IntegerField(source="study.patient_id", read_only=True)
     study = StudySerializer(read_only=True)
+    label = serializers.SerializerMethodField()
     confidence = serializers.FloatField(read_only=True)
     model = ModelVersionSerializer(source="*", read_only=True)
     review = serializers.SerializerMethodField()
+    heatmap = serializers.SerializerMethodField()
+    heatmaps = serializers.SerializerMethodField()
     warnings = serializers.ListField(
         child=serializers.CharField(), read_only=True,
         help_text="Intended-use warnings (e.g. age outside the validated range, a lateral view): the result "
@@ -96,9 +99,25 @@ class PredictionSerializer(serializers.ModelSerializer):
         model = Prediction
         fields = [
             "id", "url", "page_url", "status", "label", "probability", "confidence", "threshold",
-            "warnings", "model", "queued_at", "started_at", "finished_at", "error", "patient", "study", "review",
+            "ood", "ood_reason", "warnings", "heatmap", "heatmaps", "model", "queued_at", "started_at", "finished_at", "error", "patient", "study", "review",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=Prediction.Label.choices, allow_null=True))
+    def get_label(self, prediction):
+        """PNEUMONIA or NORMAL once succeeded; null before, and for a rejected, failed or cancelled job."""
+        return prediction.label or None
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_heatmap(self, prediction):
+        return self.get_heatmaps(prediction).get("combined")
+
+    @extend_schema_field(serializers.DictField(child=serializers.URLField()))
+    def get_heatmaps(self, prediction):
+        """Authenticated URLs of the stored maps: combined, cnn, vit (empty until the job succeeds)."""
+        url = self.context["request"].build_absolute_uri(reverse("api:prediction-heatmap", args=[prediction.pk]))
+        return {branch: url if branch == "combined" else f"{url}?branch={branch}"
+                for branch, field in Prediction.HEATMAP_BRANCHES.items() if getattr(prediction, field)}
 
     @extend_schema_field(serializers.URLField)
     def get_page_url(self, prediction):

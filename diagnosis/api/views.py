@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import filters, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from ..media import image_response
+from ..media import heatmap_response, image_response
 from ..models import Prediction
 from ..permissions import can_review, visible_patients, visible_predictions, visible_studies
 from ..services import apply_review, cancel_prediction
@@ -109,6 +109,14 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return visible_predictions(self.request.user)
 
+    @extend_schema(
+        parameters=[OpenApiParameter("branch", str, enum=list(Prediction.HEATMAP_BRANCHES), default="combined")],
+        responses={(200, "image/png"): OpenApiResponse(description="Grad-CAM heatmap, RGBA PNG to overlay")},
+    )
+    @action(detail=True, methods=["get"])
+    def heatmap(self, request, pk=None):
+        return heatmap_response(self.get_object(), request.query_params.get("branch", "combined"))
+
     @extend_schema(request=None, responses={200: PredictionSerializer, 409: OpenApiResponse(description="Already finished")})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
@@ -127,8 +135,8 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
         if not can_review(request.user):
             raise PermissionDenied("Only reviewers can record a verdict.")
         prediction = self.get_object()
-        if prediction.status != Prediction.Status.SUCCEEDED:
-            raise ValidationError({"detail": "Only succeeded predictions can be reviewed."})
+        if prediction.status not in Prediction.OUTCOMES:
+            raise ValidationError({"detail": "Only succeeded or rejected predictions can be reviewed."})
         serializer = ReviewSerializer(prediction, data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

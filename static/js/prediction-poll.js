@@ -4,7 +4,7 @@
   var result = document.getElementById("result");
   if (!result) return;
   var url = result.getAttribute("data-api-url");
-  var finished = ["succeeded", "failed", "cancelled"];
+  var finished = ["succeeded", "rejected", "failed", "cancelled"];
   var status = document.getElementById("status");
   if (!url || !status || finished.indexOf(status.textContent.trim()) !== -1) return;
 
@@ -13,6 +13,17 @@
   function show(id, visible) { var el = byId(id); if (el) el.hidden = !visible; }
   function num(value, digits) { return typeof value === "number" ? value.toFixed(digits) : "—"; }
   function pct(value) { return typeof value === "number" ? (value * 100).toFixed(1) + "%" : "—"; }
+  function fillList(id, texts) {
+    var list = byId(id);
+    if (!list) return;
+    list.textContent = "";
+    (texts || []).forEach(function (text) {
+      var item = document.createElement("li");
+      item.textContent = text;
+      list.appendChild(item);
+    });
+    list.hidden = !(texts || []).length;
+  }
   function time(iso) { return iso ? new Date(iso).toLocaleTimeString() : "—"; }
 
   function render(p) {
@@ -22,6 +33,11 @@
     show("pending", finished.indexOf(p.status) === -1);
     show("outcome", p.status === "succeeded");
     show("failure", p.status === "failed");
+    show("rejected", p.status === "rejected");
+    if (p.status === "rejected") {
+      set("ood-reason", p.ood_reason || "");
+      fillList("rejected-warnings", p.warnings);
+    }
     show("cancelled", p.status === "cancelled");
     show("poll-error", false);
     set("timings", time(p.queued_at) + " / " + time(p.started_at) + " / " + time(p.finished_at));
@@ -35,16 +51,8 @@
       set("probability", num(p.probability, 4));
       set("threshold", num(p.threshold, 4));
       set("model", (model.name || "") + "@" + (model.weights_sha256 || "").slice(0, 12));
-      var warnings = byId("warnings");
-      if (warnings) {
-        warnings.textContent = "";
-        (p.warnings || []).forEach(function (text) {
-          var item = document.createElement("li");
-          item.textContent = text;
-          warnings.appendChild(item);
-        });
-        warnings.hidden = !(p.warnings || []).length;
-      }
+      fillList("warnings", p.warnings);
+      if (p.heatmap && window.pneumowebShowHeatmap) window.pneumowebShowHeatmap();
     }
     if (p.status === "failed") set("error", p.error || "");
     show("untrained-warning", (model.name || "").indexOf("untrained") !== -1);

@@ -4,7 +4,9 @@
 
 Writes metrics.json (AUC, accuracy, precision, recall, specificity, F1 at the shipped
 threshold, confusion matrix, n), roc.png and confusion.png, and prints a short table.
-Images go through the same decode and preprocessing as the worker's.
+Images go through the same decode and preprocessing as the worker's. The metrics are the
+classifier's on every readable image; beside them, ``ood`` says how many of these images the
+platform's out-of-distribution gate (``Predictor.assess``) would have refused, and which.
 """
 
 import argparse
@@ -19,22 +21,29 @@ from .data import deduplicate, load_samples
 from .checkpoint import DEFAULT_WEIGHTS
 from .inference import Predictor
 from .metrics import roc_curve, summary
-from .preprocessing import ImageDecodeError, decode_image
+from .preprocessing import ImageDecodeError, decode_with_tags
 
-def score(predictor, samples, batch_size=32):
-    """P(pneumonia) per sample; unreadable files are skipped and reported."""
-    scores, labels, skipped = [], [], []
+
+def score(predictor, samples, batch_size=32, gate=True):
+    """(labels, P(pneumonia), unreadable files, files the gate refuses); unreadable files are skipped."""
+    scores, labels, skipped, refused = [], [], [], []
     for start in tqdm(range(0, len(samples), batch_size), desc="evaluate", file=sys.stderr, leave=False):
         batch, batch_labels = [], []
         for sample in samples[start : start + batch_size]:
             try:
-                batch.append((decode_image(sample.path), sample.age))
-                batch_labels.append(sample.label)
+                image, info = decode_with_tags(sample.path)
             except ImageDecodeError as exc:
                 skipped.append({"file": str(sample.path), "error": str(exc)})
+                continue
+            batch.append((image, sample.age))
+            batch_labels.append(sample.label)
+            if gate:
+                answer = predictor.assess(image, info, age=sample.age)
+                if answer.ood:
+                    refused.append({"file": str(sample.path), "label": sample.label, "reason": answer.ood_reason})
         scores += predictor.predict(batch)
         labels += batch_labels
-    return np.asarray(labels), np.asarray(scores), skipped
+    return np.asarray(labels), np.asarray(scores), skipped, refused
 
 
 def plot_roc(labels, scores, metrics, path):
@@ -75,12 +84,13 @@ def plot_confusion(metrics, path):
     plt.close(fig)
 
 
-def evaluate(data, model_path, out_dir, batch_size=32, dedupe=False):
+def evaluate(data, model_path, out_dir, batch_size=32, dedupe=False, gate=True):
     predictor = Predictor.from_checkpoint(model_path)
     samples = load_samples(data)
     if dedupe:
         samples, _ = deduplicate(samples)
-    labels, scores, skipped = score(predictor, samples, batch_size)
+    gate = gate and predictor.gate is not None
+    labels, scores, skipped, refused = score(predictor, samples, batch_size, gate=gate)
     if len(labels) == 0:
         raise SystemExit("No readable images found.")
     metrics = summary(labels, scores, predictor.threshold)
@@ -88,6 +98,7 @@ def evaluate(data, model_path, out_dir, batch_size=32, dedupe=False):
         model={"name": predictor.name, "weights_sha256": predictor.weights_sha256},
         data=str(data),
         skipped=skipped,
+        ood=({"rejected": len(refused), "rate": len(refused) / len(labels), "files": refused} if gate else None),
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,10 +125,14 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("eval"))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dedupe", action="store_true", help="drop byte-identical duplicates first")
+    parser.add_argument("--no-gate", action="store_true", help="skip counting what the OOD gate would refuse")
     args = parser.parse_args(argv)
-    metrics = evaluate(args.data, args.model, args.out, args.batch_size, args.dedupe)
+    metrics = evaluate(args.data, args.model, args.out, args.batch_size, args.dedupe, gate=not args.no_gate)
     print(f"model {metrics['model']['name']} ({metrics['model']['weights_sha256'][:12]}) on {args.data}")
     print(format_table(metrics))
+    if metrics["ood"] is not None:
+        print(f"the OOD gate would refuse {metrics['ood']['rejected']} of {metrics['n']} images"
+              f" ({metrics['ood']['rate']:.1%}; listed in metrics.json)")
     if metrics["skipped"]:
         print(f"skipped {len(metrics['skipped'])} unreadable files (listed in metrics.json)")
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'roc.png'}, {args.out / 'confusion.png'}")

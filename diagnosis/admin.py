@@ -148,7 +148,7 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
 
     @admin.display(description="Image")
     def image_preview(self, obj):
-        """The X-ray, with the combined Grad-CAM map laid over it when the job stored one."""
+        """The X-ray, with the combined heatmap laid over it when the job stored one."""
         image = format_html('<img src="{}" alt="X-ray" style="display:block;width:320px">',
                             reverse("study_image", args=[obj.study_id]))
         if not obj.heatmap:

@@ -124,7 +124,7 @@ class Prediction(models.Model):
         help_text="True when the input is not a chest X-ray the model was validated on; unset until the job runs.",
     )
     ood_reason = models.TextField("why it was rejected", blank=True)
-    # Grad-CAM (ml.explain) for the label given: both branches combined, and each branch.
+    # Heatmaps (ml.explain) for the label given: both branches combined, and each branch.
     heatmap = models.FileField(upload_to=heatmap_upload_to, max_length=255, blank=True)
     heatmap_cnn = models.FileField("CNN heatmap", upload_to=heatmap_upload_to, max_length=255, blank=True)
     heatmap_vit = models.FileField("ViT heatmap", upload_to=heatmap_upload_to, max_length=255, blank=True)

@@ -132,7 +132,7 @@ class Predictor:
         return Assessment(probability=probability, label=self.label(probability), ood=False, warnings=warnings)
 
     def explain(self, image, *, age=None, label=PNEUMONIA):
-        """Grad-CAM heatmaps (combined, CNN, ViT) for the label given to this image."""
+        """Heatmaps (combined, CNN Grad-CAM, ViT attention rollout) for the label given to this image."""
         return grad_cam(self.model, image, age=age if self.uses_age else None, toward_pneumonia=label == PNEUMONIA)
 
     def label(self, probability):

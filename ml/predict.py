@@ -28,7 +28,7 @@ def main(argv=None):
     parser.add_argument("--model", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--heatmap", type=Path, metavar="DIR",
-                        help="write each accepted image's Grad-CAM overlay here as NAME.heatmap.png")
+                        help="write each accepted image's heatmap overlay here as NAME.heatmap.png")
     args = parser.parse_args(argv)
     if args.age is not None and not 0 <= args.age <= 120:
         parser.error("--age must be between 0 and 120 years")

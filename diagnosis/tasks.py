@@ -72,9 +72,8 @@ def run_prediction(self, *, prediction_pk):
                 min_side=settings.PNEUMOWEB_MIN_IMAGE_SIDE,
             )
         predictor = get_predictor()
-        answer = predictor.assess(image, info, age=float(study.age_years), view=study.view)
-        heatmaps = {} if answer.ood else save_heatmaps(predictor.explain(image, age=float(study.age_years),
-                                                                         label=answer.label))
+        answer = predictor.assess(image, info, age=float(study.age_years), view=study.view, explain=True)
+        heatmaps = save_heatmaps(answer.heatmaps) if answer.heatmaps else {}
     except SoftTimeLimitExceeded:
         mark_failed(prediction_pk, f"Timed out after {settings.PNEUMOWEB_TASK_SOFT_TIME_LIMIT} s.")
         return
@@ -109,7 +108,8 @@ def heatmap_storage():
 def save_heatmaps(maps):
     """Store each map as a PNG; returns {field name: stored name}."""
     stored = {}
-    for field, heat in (("heatmap", maps.combined), ("heatmap_cnn", maps.cnn), ("heatmap_vit", maps.vit)):
+    for branch, field in Prediction.HEATMAP_BRANCHES.items():
+        heat = getattr(maps, branch)
         if heat is not None:
             stored[field] = heatmap_storage().save(heatmap_upload_to(None, "map.png"), ContentFile(heatmap_png(heat)))
     return stored

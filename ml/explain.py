@@ -12,6 +12,7 @@ scaled to [0, 1], and the two are averaged.
 """
 
 import io
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,67 +38,82 @@ def _normalise(cam, size):
     return (cam / peak if peak > 0 else cam).detach().cpu().numpy()
 
 
+def traced_forward(model, images, ages):
+    """One forward pass of a batch of one that also records what the maps need.
+
+    Returns (image features, logit, explain): features and logit as ``model.image_features``
+    and ``model.fuse`` give them (detached), and ``explain(toward_pneumonia=True)``, which
+    takes the gradients of that same logit and returns :class:`Heatmaps`. The worker calls it
+    once per study: the probability, the OOD gate and the maps share the one forward pass.
+    """
+    size = model.config.image_size
+    # Gradients are taken w.r.t. recorded activations only, never accumulated into the weights;
+    # an input that requires grad keeps the graph whatever the parameters' flags are.
+    images = images.detach().requires_grad_(True)
+    features, recorded = [], {}
+    with torch.enable_grad():
+        if model.cnn is not None:
+            recorded["cnn"] = model.cnn.forward_features(images)
+            features.append(model.cnn.forward_head(recorded["cnn"]))
+        if model.vit is not None:
+            with _attention_recorded(model.vit) as attentions:
+                features.append(model.vit(fit_to(model.vit, images)))
+            recorded["vit"] = attentions
+        logit = model.fuse(features, ages)[0]
+
+    def explain(toward_pneumonia=True):
+        names = list(recorded)
+        inputs = [recorded["cnn"]] * ("cnn" in recorded) + list(recorded.get("vit", []))
+        with torch.enable_grad():
+            grads = torch.autograd.grad(logit if toward_pneumonia else -logit, inputs)
+        maps = {}
+        if "cnn" in names:
+            fmap, grad = recorded["cnn"][0].detach(), grads[0][0]  # (C, h, w)
+            maps["cnn"] = _normalise(F.relu((grad.mean((1, 2))[:, None, None] * fmap).sum(0)), size)
+            grads = grads[1:]
+        if "vit" in names:
+            maps["vit"] = _normalise(_attention_rollout(recorded["vit"], grads, model.vit), size)
+        combined = np.mean(list(maps.values()), axis=0)
+        peak = combined.max()
+        return Heatmaps(combined / peak if peak > 0 else combined, maps.get("cnn"), maps.get("vit"))
+
+    return [f.detach() for f in features], logit.detach(), explain
+
+
 def grad_cam(model, image, *, age=None, toward_pneumonia=True):
     """Heatmaps for one PIL image; ``toward_pneumonia`` False explains a NORMAL answer."""
-    config = model.config
-    size = config.image_size
     device = next(model.parameters()).device
-    x = image_to_tensor(image, config)[None].to(device)
-    ages = age_to_tensor([age]).to(device)
-    features = []
-    hooks, attentions, fused = [], [], []
-    with torch.enable_grad():
-        try:
-            if model.cnn is not None:
-                feature_map = model.cnn.forward_features(x)
-                feature_map.retain_grad()
-                features.append(model.cnn.forward_head(feature_map))
-            if model.vit is not None:
-                hooks, fused = _keep_attention(model.vit, attentions)
-                features.append(model.vit(fit_to(model.vit, x)))
-            logit = model.fuse(features, ages)[0]
-            model.zero_grad(set_to_none=True)
-            (logit if toward_pneumonia else -logit).backward()
-        finally:
-            for hook in hooks:
-                hook.remove()
-            for block, was_fused in zip(model.vit.blocks if model.vit is not None else [], fused):
-                block.attn.fused_attn = was_fused
-
-    maps = {}
-    if model.cnn is not None:
-        fmap, grad = feature_map[0], feature_map.grad[0]  # (C, h, w)
-        maps["cnn"] = _normalise(F.relu((grad.mean((1, 2))[:, None, None] * fmap).sum(0)), size)
-    if model.vit is not None:
-        maps["vit"] = _normalise(_attention_rollout(attentions, model.vit), size)
-    combined = np.mean([m for m in maps.values()], axis=0)
-    peak = combined.max()
-    return Heatmaps(combined / peak if peak > 0 else combined, maps.get("cnn"), maps.get("vit"))
+    x = image_to_tensor(image, model.config)[None].to(device)
+    _, _, explain = traced_forward(model, x, age_to_tensor([age]).to(device))
+    return explain(toward_pneumonia)
 
 
-def _keep_attention(vit, store):
-    """Record every block's attention matrix (with its gradient); the fused kernel does not expose it."""
-    hooks, fused = [], []
-    for block in vit.blocks:
-        fused.append(block.attn.fused_attn)
-        block.attn.fused_attn = False
+@contextmanager
+def _attention_recorded(vit):
+    """Inside, every block's attention matrix is appended to the yielded list (the fused kernel hides it)."""
+    attentions, hooks, fused = [], [], []
+    try:
+        for block in vit.blocks:
+            fused.append(block.attn.fused_attn)
+            block.attn.fused_attn = False
+            hooks.append(block.attn.attn_drop.register_forward_hook(
+                lambda _module, _args, attention: attentions.append(attention)))
+        yield attentions
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for block, was_fused in zip(vit.blocks, fused):
+            block.attn.fused_attn = was_fused
 
-        def keep(_module, _args, attention):
-            attention.retain_grad()
-            store.append(attention)
 
-        hooks.append(block.attn.attn_drop.register_forward_hook(keep))
-    return hooks, fused
-
-
-def _attention_rollout(attentions, vit):
+def _attention_rollout(attentions, grads, vit):
     """CLS-to-patch relevance on the patch grid from gradient-weighted attention (Chefer et al. 2021)."""
     tokens = attentions[0].shape[-1]
     relevance = torch.eye(tokens, device=attentions[0].device)
-    for attention in attentions:  # (1, heads, tokens, tokens)
-        weighted = (attention.grad * attention)[0].clamp(min=0).mean(0)
+    for attention, grad in zip(attentions, grads):  # (1, heads, tokens, tokens)
+        weighted = (grad * attention.detach())[0].clamp(min=0).mean(0)
         relevance = relevance + weighted @ relevance
-    return relevance[0, vit.num_prefix_tokens:].reshape(vit.patch_embed.grid_size).detach()
+    return relevance[0, vit.num_prefix_tokens:].reshape(vit.patch_embed.grid_size)
 
 
 def heatmap_png(heat, *, max_alpha=200):

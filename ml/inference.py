@@ -12,7 +12,7 @@ import torch
 
 from .checkpoint import load_checkpoint, state_dict_sha256
 from .config import get_preset
-from .explain import grad_cam
+from .explain import Heatmaps, grad_cam, traced_forward
 from .intended_use import intended_use_warnings
 from .model import HybridNet
 from .ood import OodGate, image_check
@@ -44,6 +44,7 @@ class Assessment:
     ood: bool = False
     ood_reason: str = ""
     warnings: list = field(default_factory=list)
+    heatmaps: Heatmaps = None  # with assess(explain=True), for an accepted image
 
 
 @dataclass
@@ -112,24 +113,33 @@ class Predictor:
         logits = self.model(images, ages.to(self.device))
         return torch.sigmoid(logits.float() / self.temperature).cpu().tolist()
 
-    @torch.inference_mode()
-    def assess(self, image, info=None, *, age=None, view=None):
-        """The full answer for one study: image checks, OOD gate, probability, label, intended-use warnings."""
+    def assess(self, image, info=None, *, age=None, view=None, explain=False):
+        """The full answer for one study: image checks, OOD gate, probability, label, intended-use warnings.
+
+        With ``explain``, an accepted image also gets its heatmaps, from the same forward pass.
+        """
         warnings = intended_use_warnings(self.card, age_years=age, view=view)
         reason = image_check(image, info)
         if reason:
             return Assessment(ood=True, ood_reason=reason, warnings=warnings)
         images = image_to_tensor(image, self.model.config)[None].to(self.device, memory_format=self.layout)
-        features = self.model.image_features(images)
+        ages = age_to_tensor([age if self.uses_age else None]).to(self.device)
+        if explain:
+            features, logit, heatmaps_for = traced_forward(self.model, images, ages)
+        else:
+            with torch.inference_mode():
+                features = self.model.image_features(images)
+                logit = self.model.fuse(features, ages)[0]
         if self.gate is not None:
             [(rejected, reason, _, _)] = self.gate.decide(torch.cat(features, 1).float().cpu())
             if rejected:
                 return Assessment(ood=True, ood_reason=reason, warnings=warnings)
         elif self.trained:
             warnings.append("This model has no learned out-of-distribution check: only the image checks ran.")
-        ages = age_to_tensor([age if self.uses_age else None]).to(self.device)
-        probability = torch.sigmoid(self.model.fuse(features, ages).float() / self.temperature).item()
-        return Assessment(probability=probability, label=self.label(probability), ood=False, warnings=warnings)
+        probability = torch.sigmoid(logit.float() / self.temperature).item()
+        label = self.label(probability)
+        heatmaps = heatmaps_for(toward_pneumonia=label == PNEUMONIA) if explain else None
+        return Assessment(probability=probability, label=label, ood=False, warnings=warnings, heatmaps=heatmaps)
 
     def explain(self, image, *, age=None, label=PNEUMONIA):
         """Heatmaps (combined, CNN Grad-CAM, ViT attention rollout) for the label given to this image."""

@@ -48,12 +48,12 @@ def main(argv=None):
         if age is None and info.dicom is not None and info.dicom.age_years is not None:
             age, age_source = info.dicom.age_years, "DICOM PatientAge"
         view = info.dicom.view_position if info.dicom else None
-        answer = predictor.assess(image, info, age=age, view=view)
+        answer = predictor.assess(image, info, age=age, view=view, explain=args.heatmap is not None)
         heatmap = None
-        if args.heatmap is not None and not answer.ood:
+        if answer.heatmaps is not None:
             args.heatmap.mkdir(parents=True, exist_ok=True)
             heatmap = args.heatmap / f"{path.stem}.heatmap.png"
-            heatmap.write_bytes(heatmap_png(predictor.explain(image, age=age, label=answer.label).combined))
+            heatmap.write_bytes(heatmap_png(answer.heatmaps.combined))
         print(json.dumps({
             "file": str(path),
             "label": answer.label or None,

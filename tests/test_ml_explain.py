@@ -5,6 +5,7 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from timm.layers import use_fused_attn
 
 from ml.checkpoint import DEFAULT_WEIGHTS
 from ml.explain import heatmap_png
@@ -51,3 +52,21 @@ def test_it_writes_a_transparent_where_cold_rgba_png():
     assert image.mode == "RGBA" and image.size == (224, 224)
     alpha = np.asarray(image)[..., 3]
     assert alpha[0, 0] == 0 and alpha[-1, -1] > 150
+
+
+def test_it_explains_from_the_same_forward_pass_as_the_answer(predictor):
+    image = decode_image(XRAYS / "normal-2.jpeg")
+    plain = predictor.assess(image, age=3, view="PA")
+    explained = predictor.assess(image, age=3, view="PA", explain=True)
+    assert plain.heatmaps is None
+    assert explained.probability == pytest.approx(plain.probability, abs=1e-5) and explained.label == plain.label
+    separate = predictor.explain(image, age=3, label=plain.label)
+    for branch in ("combined", "cnn", "vit"):
+        np.testing.assert_allclose(getattr(explained.heatmaps, branch), getattr(separate, branch), atol=1e-4)
+
+
+def test_it_leaves_the_model_without_gradients_or_recording_hooks(predictor):
+    predictor.assess(decode_image(XRAYS / "pneumonia-2.jpeg"), explain=True)
+    assert all(p.grad is None for p in predictor.model.parameters())
+    for block in predictor.model.vit.blocks:
+        assert not block.attn.attn_drop._forward_hooks and block.attn.fused_attn == use_fused_attn()

@@ -36,7 +36,7 @@ class ModelConfig:
 
 PRESETS = {
     # The design card's model.
-    # ImageNet weights: from the hub on an online machine, or local files (ml.train --cnn-weights/--vit-weights).
+    # ImageNet weights: local files (ml.train --cnn-weights/--vit-weights), or the hub with --download-weights.
     "full": ModelConfig(name="full", cnn="resnet50", vit="vit_base_patch16_224",
                         cnn_source="timm-hub", vit_source="timm-hub"),
     # Small enough to serve on a CPU and to ship inside the repository.

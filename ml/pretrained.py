@@ -192,11 +192,17 @@ _LOADERS = {
 }
 
 
-def load_pretrained(model, files=None):
+class DownloadNotAllowed(RuntimeError):
+    """A preset's weights live on the hub and no local file was given."""
+
+
+def load_pretrained(model, files=None, *, allow_download=False):
     """Fill the model's backbones from local weight files or their configured sources; returns the sources used.
 
     ``files`` maps a branch ("cnn", "vit") to a timm-format weights file, which wins over the
-    configured source (the offline way to give the ``full`` preset its ImageNet weights).
+    configured source (the offline way to give the ``full`` preset its ImageNet weights). A
+    hub source is used only with ``allow_download``: without it, a clear error names the flag
+    or file to pass, never a hang on a machine that has no internet.
     """
     files = files or {}
     config = model.config
@@ -210,6 +216,11 @@ def load_pretrained(model, files=None):
             used[branch] = {"source": "file", "file": Path(files[branch]).name,
                             "sha256": file_sha256(files[branch]), "licence": "as the file's origin"}
         elif source == "timm-hub":
+            if not allow_download:
+                raise DownloadNotAllowed(
+                    f"The {config.name} preset's {branch} weights ({getattr(config, branch)}) come from the Hugging Face "
+                    f"hub: pass a local timm weights file (ml.train --{branch}-weights FILE), or --download-weights "
+                    f"on a machine that is online.")
             name, kwargs = (config.cnn, {}) if branch == "cnn" else (config.vit, config.vit_kwargs)
             _load_from_hub(backbone, name, kwargs)
             used[branch] = {"source": source, **SOURCES[source]}

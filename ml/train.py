@@ -145,7 +145,7 @@ def train(args):
 
     model = HybridNet(config)
     files = {"cnn": args.cnn_weights, "vit": args.vit_weights}
-    sources = {} if args.no_pretrained else load_pretrained(model, files)
+    sources = {} if args.no_pretrained else load_pretrained(model, files, allow_download=args.download_weights)
     model.to(device)
     train_loader, val_loader = loaders(train_samples, val_samples, config, args)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(D.class_weights(train_samples), device=device))
@@ -254,6 +254,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-pretrained", action="store_true", help="random-init backbones")
     parser.add_argument("--cnn-weights", type=Path, help="timm-format weights file for the CNN (wins over the preset's source)")
     parser.add_argument("--vit-weights", type=Path, help="timm-format weights file for the ViT (wins over the preset's source)")
+    parser.add_argument("--download-weights", action="store_true",
+                        help="let a preset whose source is the hub (full) download its weights (online machines)")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
     parser.add_argument("--no-ood", action="store_true", help="skip fitting the out-of-distribution gate")

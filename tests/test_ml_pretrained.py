@@ -105,3 +105,25 @@ def test_it_refuses_a_weights_file_for_another_backbone(tmp_path):
     model = HybridNet(get_preset("compact", branches=("cnn", "age")))
     with pytest.raises(ValueError, match="lacks"):
         pretrained.load_pretrained(model, {"cnn": tmp_path / "other.safetensors"})
+
+
+def test_it_never_downloads_unless_asked(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(pretrained, "_load_from_hub", no_network)
+    model = HybridNet(get_preset("full", branches=("cnn", "age")))
+    with pytest.raises(pretrained.DownloadNotAllowed, match="--cnn-weights FILE"):
+        pretrained.load_pretrained(model)
+
+
+def test_it_reports_a_failed_download_with_what_to_do_instead(monkeypatch):
+    import timm
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    model = HybridNet(get_preset("full", branches=("cnn", "age")))
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(RuntimeError, match="pass a local weights file instead"):
+        pretrained.load_pretrained(model, allow_download=True)

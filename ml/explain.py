@@ -62,17 +62,16 @@ def traced_forward(model, images, ages):
         logit = model.fuse(features, ages)[0]
 
     def explain(toward_pneumonia=True):
-        names = list(recorded)
-        inputs = [recorded["cnn"]] * ("cnn" in recorded) + list(recorded.get("vit", []))
+        feature_map, attentions = recorded.get("cnn"), recorded.get("vit", [])
+        inputs = ([feature_map] if feature_map is not None else []) + attentions
         with torch.enable_grad():
-            grads = torch.autograd.grad(logit if toward_pneumonia else -logit, inputs)
+            grads = list(torch.autograd.grad(logit if toward_pneumonia else -logit, inputs))
         maps = {}
-        if "cnn" in names:
-            fmap, grad = recorded["cnn"][0].detach(), grads[0][0]  # (C, h, w)
+        if feature_map is not None:
+            fmap, grad = feature_map[0].detach(), grads.pop(0)[0]  # (C, h, w)
             maps["cnn"] = _normalise(F.relu((grad.mean((1, 2))[:, None, None] * fmap).sum(0)), size)
-            grads = grads[1:]
-        if "vit" in names:
-            maps["vit"] = _normalise(_attention_rollout(recorded["vit"], grads, model.vit), size)
+        if attentions:
+            maps["vit"] = _normalise(_attention_rollout(attentions, grads, model.vit), size)
         combined = np.mean(list(maps.values()), axis=0)
         peak = combined.max()
         return Heatmaps(combined / peak if peak > 0 else combined, maps.get("cnn"), maps.get("vit"))
@@ -80,7 +79,7 @@ def traced_forward(model, images, ages):
     return [f.detach() for f in features], logit.detach(), explain
 
 
-def grad_cam(model, image, *, age=None, toward_pneumonia=True):
+def explain_image(model, image, *, age=None, toward_pneumonia=True):
     """Heatmaps for one PIL image; ``toward_pneumonia`` False explains a NORMAL answer."""
     device = next(model.parameters()).device
     x = image_to_tensor(image, model.config)[None].to(device)

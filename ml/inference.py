@@ -12,7 +12,7 @@ import torch
 
 from .checkpoint import load_checkpoint, state_dict_sha256
 from .config import get_preset
-from .explain import Heatmaps, grad_cam, traced_forward
+from .explain import Heatmaps, explain_image, traced_forward
 from .intended_use import intended_use_warnings
 from .model import HybridNet
 from .ood import OodGate, image_check
@@ -143,7 +143,7 @@ class Predictor:
 
     def explain(self, image, *, age=None, label=PNEUMONIA):
         """Heatmaps (combined, CNN Grad-CAM, ViT attention rollout) for the label given to this image."""
-        return grad_cam(self.model, image, age=age if self.uses_age else None, toward_pneumonia=label == PNEUMONIA)
+        return explain_image(self.model, image, age=age if self.uses_age else None, toward_pneumonia=label == PNEUMONIA)
 
     def label(self, probability):
         return PNEUMONIA if probability >= self.threshold else NORMAL

@@ -18,7 +18,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -26,10 +25,11 @@ from tqdm import tqdm
 from . import data as D
 from .checkpoint import load_checkpoint
 from .config import get_preset
-from .metrics import summary, threshold_for_recall
+from .calibrate import MIN_RECALL
+from .metrics import sigmoid, summary, threshold_for_recall
 from .model import HybridNet
 from .pretrained import load_pretrained
-from .train import MIN_RECALL, seed_everything, sigmoid
+from .train import seed_everything
 
 SUBSETS = [("cnn",), ("vit",), ("cnn", "vit"), ("cnn", "vit", "age")]
 

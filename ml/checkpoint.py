@@ -12,6 +12,8 @@ from .model import HybridNet
 
 # The checkpoint shipped with the repository; the worker's default too (settings.PNEUMOWEB_MODEL_PATH).
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "pneumoweb-compact.safetensors"
+# Weights are stored at half precision: the compact model fits the repository's 25 MB budget.
+SHIPPED_DTYPE = torch.float16
 
 
 def card_path(weights_path):
@@ -35,7 +37,24 @@ def state_dict_sha256(state_dict):
     return digest.hexdigest()
 
 
-def save_checkpoint(model, card, weights_path, *, dtype=torch.float16, extra=None):
+@torch.no_grad()
+def round_to_shipped_precision(model):
+    """Round floating-point weights to what the checkpoint will hold, in place.
+
+    Threshold, temperature, gate and validation metrics fitted after this describe the saved
+    weights exactly: the fp16 → fp32 round trip on loading is lossless.
+    """
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            tensor.copy_(tensor.to(SHIPPED_DTYPE))
+    return model
+
+
+def write_card(weights_path, card):
+    card_path(weights_path).write_text(json.dumps(card, indent=2, sort_keys=True))
+
+
+def save_checkpoint(model, card, weights_path, *, dtype=SHIPPED_DTYPE, extra=None):
     """Weights (fp16) plus ``extra`` tensors kept at full precision (the OOD gate's ``ood.*`` statistics)."""
     weights_path = Path(weights_path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +65,7 @@ def save_checkpoint(model, card, weights_path, *, dtype=torch.float16, extra=Non
     tensors.update({k: v.detach().cpu().float().contiguous() for k, v in (extra or {}).items()})
     save_file(tensors, str(weights_path))
     card = {**card, "config": model.config.to_dict(), "weights_sha256": file_sha256(weights_path)}
-    card_path(weights_path).write_text(json.dumps(card, indent=2, sort_keys=True))
+    write_card(weights_path, card)
     return card
 
 

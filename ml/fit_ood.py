@@ -15,7 +15,6 @@ end of training.
 
 import argparse
 import json
-import math
 import random
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from tqdm import tqdm
 from . import data as D
 from .checkpoint import load_checkpoint, save_checkpoint
 from .inference import for_inference
+from .metrics import logit_midpoint
 from .ood import FeatureGate, NegativeProbe, OodGate, image_check
 from .ood_corpus import corpus, misuse_copies
 from .preprocessing import decode_with_tags, image_to_tensor
@@ -45,12 +45,7 @@ def probe_threshold(xray_scores, misuse_scores):
     top, bottom = float(xray_scores.max()), float(misuse_scores.min())
     if bottom <= top:
         return top
-
-    def logit(p):
-        p = min(max(p, 1e-9), 1 - 1e-9)
-        return math.log(p / (1 - p))
-
-    return 1 / (1 + math.exp(-(logit(top) + logit(bottom)) / 2))
+    return logit_midpoint(bottom, top)
 
 
 def distance_threshold(distance_scores, probe_refuses, target=TARGET_FALSE_REJECTION):

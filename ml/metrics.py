@@ -4,6 +4,10 @@ import numpy as np
 import torch
 
 
+def sigmoid(logits):
+    return torch.sigmoid(torch.as_tensor(logits, dtype=torch.float64)).numpy()
+
+
 def roc_curve(labels, scores):
     """False- and true-positive rates at every distinct score, highest threshold first."""
     labels = np.asarray(labels, dtype=np.int64)
@@ -62,10 +66,28 @@ def summary(labels, scores, threshold):
 
 
 def threshold_for_recall(labels, scores, min_recall=0.98):
-    """Highest threshold (best specificity) whose recall is at least ``min_recall``."""
+    """Best-specificity threshold whose recall is at least ``min_recall``.
+
+    Every threshold between the score that just keeps ``min_recall`` and the next lower score
+    gives the same confusion matrix here; the midpoint (in logit space) is taken, not the score
+    itself, so that a rounding-sized change in that one study's score (fp16 weights, another
+    CPU kernel, a GPU) cannot move it across the line.
+    """
     _, tpr, thresholds = roc_curve(labels, scores)
     ok = np.flatnonzero(tpr >= min_recall)
-    return float(thresholds[ok[0]]) if ok.size else float(np.min(scores))
+    if not ok.size:
+        return float(np.min(scores))
+    boundary = ok[0]
+    if boundary + 1 >= thresholds.size:  # the lowest score: nothing below it to leave room to
+        return float(thresholds[boundary])
+    return logit_midpoint(thresholds[boundary], thresholds[boundary + 1])
+
+
+def logit_midpoint(high, low):
+    """The probability halfway between two probabilities in logit space."""
+    high, low = np.clip([high, low], 1e-9, 1 - 1e-9)
+    mid = 0.5 * (np.log(high / (1 - high)) + np.log(low / (1 - low)))
+    return float(1 / (1 + np.exp(-mid)))
 
 
 def fit_temperature(logits, labels, steps=200):

@@ -5,8 +5,9 @@
 Stage 1 trains the age branch and head with the backbones frozen; stage 2 fine-tunes
 everything at a lower backbone learning rate. Early stopping on validation AUC; the
 validation split is grouped by patient. The operating threshold (recall ≥ 0.98 on
-validation, best specificity) and a temperature are fitted on validation and saved in
-the model card beside the safetensors weights.
+validation, best specificity) and a temperature are fitted on validation, to the weights
+rounded to the precision they are saved at (``ml.calibrate``), and go in the model card
+beside the safetensors weights.
 """
 
 import argparse
@@ -24,20 +25,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import data as D
-from .checkpoint import save_checkpoint
+from .calibrate import calibrate, predict_logits
+from .checkpoint import round_to_shipped_precision, save_checkpoint
 from .config import get_preset
 from .inference import pick_device
-from .metrics import fit_temperature, summary, threshold_for_recall
+from .metrics import sigmoid, summary
 from .model import HybridNet
 from .pretrained import load_pretrained
 
 log = logging.getLogger("ml.train")
-
-MIN_RECALL = 0.98
-
-
-def sigmoid(logits):
-    return torch.sigmoid(torch.as_tensor(logits, dtype=torch.float64)).numpy()
 
 
 def seed_everything(seed):
@@ -57,16 +53,6 @@ def train_mode(model, backbones_trainable):
         # Frozen backbones keep their batch-norm statistics.
         for backbone in model.backbones():
             backbone.eval()
-
-
-@torch.inference_mode()
-def predict_logits(model, loader, device, desc="validate"):
-    model.eval()
-    logits, labels = [], []
-    for images, ages, targets in tqdm(loader, desc=desc, leave=False, file=sys.stderr):
-        logits.append(model(images.to(device), ages.to(device)).float().cpu())
-        labels.append(targets)
-    return torch.cat(logits).numpy(), torch.cat(labels).numpy().astype(int)
 
 
 def run_epoch(model, loader, optimizer, scheduler, loss_fn, device, desc):
@@ -196,10 +182,9 @@ def train(args):
         state.update(stage=stage_index + 1, epoch=0, optimizer=None, scheduler=None)
 
     model.load_state_dict(state["best"])
+    # Calibrate (and fit the gate) on exactly the weights the checkpoint will hold.
+    round_to_shipped_precision(model)
     logits, labels = predict_logits(model, val_loader, device)
-    temperature = fit_temperature(logits, labels)
-    probabilities = sigmoid(logits / temperature)
-    threshold = threshold_for_recall(labels, probabilities, MIN_RECALL)
     card = {
         "name": args.name or f"pneumoweb-{config.name}",
         "preset": args.preset,
@@ -207,12 +192,9 @@ def train(args):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "weight_sources": sources,
         "training_data": data_info,
-        "threshold": threshold,
-        "threshold_rule": f"highest threshold with validation recall >= {MIN_RECALL}",
-        "temperature": temperature,
+        **calibrate(logits, labels),
         "uses_age": uses_age,
         "validated_age_range_years": args.validated_age_range,
-        "validation_metrics": summary(labels, probabilities, threshold),
         "history": state["history"],
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "torch": torch.__version__,

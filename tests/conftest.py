@@ -5,7 +5,7 @@ from rest_framework.test import APIClient
 
 from pneumoweb.celery import app as celery_app
 
-from .factories import PASSWORD, PatientFactory, UserFactory, xray_bytes
+from .factories import PASSWORD, TINY_TRAINING, PatientFactory, UserFactory, tiny_kermany, xray_bytes
 
 
 @pytest.fixture(autouse=True)
@@ -92,3 +92,19 @@ def alice(stack):
 def reviewer_client(client, reviewer):
     assert client.login(username=reviewer.username, password=PASSWORD)
     return client
+
+
+@pytest.fixture(scope="session")
+def kermany(tmp_path_factory):
+    return tiny_kermany(tmp_path_factory.mktemp("kermany"))
+
+
+@pytest.fixture(scope="session")
+def trained(kermany, tmp_path_factory):
+    """(weights path, card) of a few seconds' real training on ``kermany``."""
+    from ml.train import parse_args, train
+
+    out = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    card = train(parse_args(["--data", str(kermany), "--out", str(out), "--epochs-frozen", "8", "--epochs", "0",
+                             "--lr", "1e-3", "--patience", "8", "--name", "tiny-test", *TINY_TRAINING]))
+    return out, card

@@ -1,4 +1,5 @@
 import hashlib
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -6,6 +7,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
+from PIL import Image
 
 from diagnosis.models import Patient, Prediction, Study
 from ml.explain import heatmap_png
@@ -16,6 +18,35 @@ PASSWORD = "correct-horse-battery-staple"
 
 def xray_bytes(name="normal-1.jpeg"):
     return (XRAYS / name).read_bytes()
+
+
+def make_kermany(root, files):
+    """files: {"NORMAL/IM-0001-0001.jpeg": source fixture name, ...}"""
+    for rel, fixture in files.items():
+        path = Path(root) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(XRAYS / fixture, path)
+    return Path(root)
+
+
+def tiny_kermany(root):
+    """Eight byte-distinct real X-rays in the Kermany layout: four patients per class."""
+    files = {}
+    for i in range(4):
+        files[f"NORMAL/IM-{i:04d}-0001.jpeg"] = f"normal-{i % 2 + 1}.jpeg"
+        files[f"PNEUMONIA/person{i}_virus_{i}.jpeg"] = f"pneumonia-{i % 2 + 1}.jpeg"
+    make_kermany(root, files)
+    # Copies of the same four images would be dropped as duplicates: make each file unique.
+    for k, path in enumerate(sorted(Path(root).rglob("*.jpeg"))):
+        image = Image.open(path).convert("L")
+        image.putpixel((0, 0), k)
+        image.save(path, quality=95)
+    return Path(root)
+
+
+# ml.train arguments for seconds-long runs on a CPU: the ImageNet CNN (a dev requirement), no ViT.
+TINY_TRAINING = ["--branches", "cnn,age", "--no-ood", "--workers", "0", "--batch-size", "8", "--no-augment",
+                 "--val-fraction", "0.25"]
 
 
 class UserFactory(factory.django.DjangoModelFactory):

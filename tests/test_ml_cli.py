@@ -13,37 +13,7 @@ from ml.inference import Predictor
 from ml.train import parse_args, train
 from ml.preprocessing import decode_image
 
-from .factories import XRAYS
-from .test_ml_data import make_kermany
-
-# The ImageNet CNN (a dev requirement) and no ViT keep these runs to seconds on a CPU.
-FAST = ["--branches", "cnn,age", "--no-ood", "--workers", "0", "--batch-size", "8", "--no-augment", "--val-fraction", "0.25"]
-
-
-@pytest.fixture(scope="module")
-def kermany(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kermany")
-    files = {}
-    for i in range(4):
-        files[f"NORMAL/IM-{i:04d}-0001.jpeg"] = f"normal-{i % 2 + 1}.jpeg"
-        files[f"PNEUMONIA/person{i}_virus_{i}.jpeg"] = f"pneumonia-{i % 2 + 1}.jpeg"
-    # Copies of the same four images would be dropped as duplicates: make each file unique.
-    make_kermany(root, files)
-    for k, path in enumerate(sorted(root.rglob("*.jpeg"))):
-        image = Image.open(path).convert("L")
-        image.putpixel((0, 0), k)
-        image.save(path, quality=95)
-    return root
-
-
-@pytest.fixture(scope="module")
-def trained(kermany, tmp_path_factory):
-    out = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    args = parse_args(["--data", str(kermany), "--out", str(out), "--epochs-frozen", "8", "--epochs", "0",
-                       "--lr", "1e-3", "--patience", "8", "--name", "tiny-test", *FAST])
-    card = train(args)
-    return out, card
-
+from .factories import TINY_TRAINING as FAST, XRAYS
 
 def training_set_loss(model, kermany):
     import torch

@@ -1,22 +1,12 @@
 """Dataset loading, deduplication and the patient-grouped split (pure ml/, no Django)."""
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from ml import data as D
 
-from .factories import XRAYS
-
-
-def make_kermany(root, files):
-    """files: {"NORMAL/IM-0001-0001.jpeg": source fixture name, ...}"""
-    for rel, fixture in files.items():
-        path = Path(root) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(XRAYS / fixture, path)
-    return Path(root)
+from .factories import XRAYS, make_kermany
 
 
 @pytest.mark.parametrize(

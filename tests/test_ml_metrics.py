@@ -23,8 +23,14 @@ def test_it_picks_the_highest_threshold_meeting_the_recall_floor():
     scores = 1 / (1 + np.exp(-(2 * labels - 1 + rng.normal(0, 1.5, 2000))))
     threshold = threshold_for_recall(labels, scores, 0.98)
     assert summary(labels, scores, threshold)["recall"] >= 0.98
-    slightly_higher = np.min(scores[scores > threshold])
-    assert summary(labels, scores, slightly_higher)["recall"] < 0.98
+    # The same confusion matrix as at the score that just keeps the floor (the boundary)...
+    boundary, below = np.min(scores[scores > threshold]), np.max(scores[scores < threshold])
+    assert summary(labels, scores, boundary)["confusion_matrix"] == summary(labels, scores, threshold)["confusion_matrix"]
+    assert summary(labels, scores, np.min(scores[scores > boundary]))["recall"] < 0.98
+    # ...but midway, in logit space, to the next score down: room on both sides for rounding.
+    logit = np.log(np.array([below, threshold, boundary]) / (1 - np.array([below, threshold, boundary])))
+    assert logit[0] < logit[1] < logit[2]
+    assert logit[1] - logit[0] == pytest.approx(logit[2] - logit[1])
 
 
 def test_it_summarises_a_confusion_matrix():

@@ -1,0 +1,93 @@
+"""Threshold and temperature describe the weights as saved (``ml.train``, ``python -m ml.calibrate``)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ml.calibrate import recorded_validation_split
+from ml.checkpoint import file_sha256, load_checkpoint, round_to_shipped_precision, save_checkpoint
+from ml.config import get_preset
+from ml.inference import Predictor
+from ml.metrics import summary
+from ml.model import HybridNet
+from ml.preprocessing import decode_image
+
+
+def run_calibrate(*args):
+    return subprocess.run([sys.executable, "-m", "ml.calibrate", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def same_weights(a, b):
+    return all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
+def test_it_saves_exactly_the_weights_it_rounded(tmp_path):
+    torch.manual_seed(0)
+    model = HybridNet(get_preset("compact", branches=("cnn", "age")))
+    save_checkpoint(model, {"name": "raw"}, tmp_path / "raw.safetensors")
+    assert not same_weights(model, load_checkpoint(tmp_path / "raw.safetensors")[0])  # fp32 in memory, fp16 on disk
+
+    round_to_shipped_precision(model)
+    save_checkpoint(model, {"name": "rounded"}, tmp_path / "rounded.safetensors")
+    assert same_weights(model, load_checkpoint(tmp_path / "rounded.safetensors")[0])
+
+
+def test_it_states_the_validation_metrics_of_the_shipped_weights(trained, kermany):
+    path, card = trained
+    predictor = Predictor.from_checkpoint(path, device="cpu")
+    val = recorded_validation_split(card, kermany)
+    scores = predictor.predict([(decode_image(s.path), None) for s in val])
+    measured = summary([s.label for s in val], scores, predictor.threshold)
+    assert measured["confusion_matrix"] == card["validation_metrics"]["confusion_matrix"]
+    assert measured["recall"] >= 0.98
+    assert card["calibrated_on"] == "validation split, weights at float16 as shipped"
+
+
+def test_it_recalibrates_a_checkpoint_on_its_recorded_split(trained, kermany, tmp_path):
+    path, card = trained
+    model = tmp_path / path.name
+    shutil.copy(path, model)
+    model.with_suffix(".json").write_text(json.dumps({**card, "threshold": 0.5, "temperature": 3.0}))
+
+    result = run_calibrate("--data", kermany, "--model", model)
+
+    assert result.returncode == 0, result.stderr
+    again = json.loads(model.with_suffix(".json").read_text())
+    assert again["threshold"] == pytest.approx(card["threshold"], abs=1e-5)
+    assert again["temperature"] == pytest.approx(card["temperature"], abs=1e-4)
+    assert again["validation_metrics"]["confusion_matrix"] == card["validation_metrics"]["confusion_matrix"]
+    assert "calibrated" in again and again["name"] == "tiny-test"
+    assert file_sha256(model) == card["weights_sha256"] == again["weights_sha256"]  # weights untouched
+    assert "threshold" in result.stdout and "recall" in result.stdout
+    floors = [point["min_recall"] for point in again["operating_points"]]
+    assert 0.98 in floors and all(p["recall"] >= p["min_recall"] for p in again["operating_points"])
+
+
+def test_it_refuses_data_the_model_was_not_trained_on(trained, kermany, tmp_path):
+    path, card = trained
+    model = tmp_path / path.name
+    shutil.copy(path, model)
+    shutil.copy(path.with_suffix(".json"), model.with_suffix(".json"))
+    before = model.with_suffix(".json").read_text()
+    other = tmp_path / "other"
+    shutil.copytree(kermany, other)
+    next(other.rglob("*.jpeg")).unlink()
+
+    result = run_calibrate("--data", other, "--model", model)
+
+    assert result.returncode == 2
+    assert "does not match the data this model was trained on" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert model.with_suffix(".json").read_text() == before
+
+
+def test_it_needs_the_card_beside_the_weights(tmp_path, kermany):
+    weights = tmp_path / "lonely.safetensors"
+    weights.write_bytes(b"")
+    result = run_calibrate("--data", kermany, "--model", weights)
+    assert result.returncode == 2 and "no model card beside" in result.stderr

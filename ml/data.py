@@ -45,13 +45,14 @@ def patient_of(path):
 
 
 def scan_folder(root):
-    """Samples of a ``{NORMAL,PNEUMONIA}/`` folder, sorted by path (deterministic)."""
+    """Samples of a ``{NORMAL,PNEUMONIA}/`` folder (any case), sorted by path (deterministic)."""
     root = Path(root)
+    folders = {p.name.upper(): p for p in sorted(root.iterdir()) if p.is_dir()} if root.is_dir() else {}
     samples = []
     for label_name, label in LABELS.items():
-        folder = root / label_name
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} is missing: expected {root}/NORMAL and {root}/PNEUMONIA")
+        folder = folders.get(label_name)
+        if folder is None:
+            raise FileNotFoundError(f"{root / label_name} is missing: expected {root}/NORMAL and {root}/PNEUMONIA")
         for path in sorted(folder.iterdir()):
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 samples.append(Sample(path, label, patient_of(path)))

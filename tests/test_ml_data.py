@@ -40,6 +40,12 @@ def test_it_scans_the_kermany_layout_and_drops_duplicates(tmp_path):
     assert D.dataset_digest(kept) == D.dataset_digest(list(reversed(kept)))
 
 
+def test_it_reads_class_folders_in_any_case(tmp_path):
+    root = make_kermany(tmp_path, {"normal/a.jpeg": "normal-1.jpeg", "Pneumonia/b.png": "pneumonia-1.jpeg"})
+    (root / "normal" / ".DS_Store").write_bytes(b"junk")  # not an image suffix: not a sample
+    assert [(s.path.name, s.label) for s in D.scan_folder(root)] == [("a.jpeg", 0), ("b.png", 1)]
+
+
 def test_it_refuses_a_folder_without_the_class_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="NORMAL"):
         D.scan_folder(tmp_path)

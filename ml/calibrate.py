@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import data as D
-from .checkpoint import SHIPPED_DTYPE, card_path, file_sha256, load_checkpoint, write_card
+from .checkpoint import SHIPPED_DTYPE, card_path, load_checkpoint, write_card
 from .metrics import fit_temperature, sigmoid, summary, threshold_for_recall
 
 MIN_RECALL = 0.98
@@ -85,7 +85,6 @@ def recalibrate(weights_path, data, batch_size=32, workers=0):
         **card,
         **calibrate(logits, labels),
         "calibrated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "weights_sha256": file_sha256(weights_path),
     }
     write_card(weights_path, card)
     return card

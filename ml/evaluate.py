@@ -28,21 +28,20 @@ def score(predictor, samples, batch_size=32, gate=True):
     """(labels, P(pneumonia), unreadable files, files the gate refuses); unreadable files are skipped."""
     scores, labels, skipped, refused = [], [], [], []
     for start in tqdm(range(0, len(samples), batch_size), desc="evaluate", file=sys.stderr, leave=False):
-        batch, batch_labels = [], []
+        batch, batch_samples = [], []
         for sample in samples[start : start + batch_size]:
             try:
                 image, info = decode_with_tags(sample.path)
             except ImageDecodeError as exc:
                 skipped.append({"file": str(sample.path), "error": str(exc)})
                 continue
-            batch.append((image, sample.age))
-            batch_labels.append(sample.label)
-            if gate:
-                answer = predictor.assess(image, info, age=sample.age)
-                if answer.ood:
-                    refused.append({"file": str(sample.path), "label": sample.label, "reason": answer.ood_reason})
-        scores += predictor.predict(batch)
-        labels += batch_labels
+            batch.append((image, info, sample.age))
+            batch_samples.append(sample)
+        batch_scores, reasons = predictor.screen(batch, gate=gate)
+        refused += [{"file": str(s.path), "label": s.label, "reason": reason}
+                    for s, reason in zip(batch_samples, reasons) if reason]
+        scores += batch_scores
+        labels += [s.label for s in batch_samples]
     return np.asarray(labels), np.asarray(scores), skipped, refused
 
 

@@ -101,17 +101,32 @@ class Predictor:
     def device(self):
         return next(self.model.parameters()).device
 
-    @torch.inference_mode()
     def predict(self, items):
         """items: iterable of (decoded PIL image, age in years or None) → list of P(pneumonia)."""
+        return self.screen([(image, None, age) for image, age in items], gate=False)[0]
+
+    @torch.inference_mode()
+    def screen(self, items, *, gate=True):
+        """The batch form of :meth:`assess`, for evaluation: items are (image, ImageInfo or None, age).
+
+        Returns (P(pneumonia) for every image, the reason each would be refused or ""): one forward
+        pass serves both, and the probability is given even for a refused image.
+        """
         items = list(items)
         if not items:
-            return []
-        images = torch.stack([image_to_tensor(image, self.model.config) for image, _ in items])
-        ages = age_to_tensor([age if self.uses_age else None for _, age in items])
-        images = images.to(self.device, memory_format=self.layout)
-        logits = self.model(images, ages.to(self.device))
-        return torch.sigmoid(logits.float() / self.temperature).cpu().tolist()
+            return [], []
+        images = torch.stack([image_to_tensor(image, self.model.config) for image, _, _ in items])
+        ages = age_to_tensor([age if self.uses_age else None for _, _, age in items])
+        features = self.model.image_features(images.to(self.device, memory_format=self.layout))
+        logits = self.model.fuse(features, ages.to(self.device))
+        probabilities = torch.sigmoid(logits.float() / self.temperature).cpu().tolist()
+        reasons = [""] * len(items)
+        if gate:
+            learned = (self.gate.decide(torch.cat(features, 1).float().cpu()) if self.gate is not None
+                       else [(False, "", None, None)] * len(items))
+            reasons = [image_check(image, info) or learned_reason
+                       for (image, info, _), (_, learned_reason, _, _) in zip(items, learned)]
+        return probabilities, reasons
 
     def assess(self, image, info=None, *, age=None, view=None, explain=False):
         """The full answer for one study: image checks, OOD gate, probability, label, intended-use warnings.

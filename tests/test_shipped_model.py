@@ -79,3 +79,15 @@ def test_it_reports_what_the_gate_would_refuse_when_evaluating_a_folder(tmp_path
     [refused] = metrics["ood"]["files"]
     assert refused["file"].endswith("camera.png") and "unlike the chest X-rays" in refused["reason"]
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["ood"] == metrics["ood"]
+
+
+def test_it_screens_a_batch_as_assess_judges_each_image(predictor):
+    xray = decode_image(Path(__file__).parent / "fixtures" / "xrays" / "pneumonia-1.jpeg")
+    photos = [Image.fromarray(skimage.data.camera()), Image.fromarray(skimage.data.astronaut())]
+    items = [(xray, None, 3.0), *((photo, None, None) for photo in photos)]
+    probabilities, reasons = predictor.screen(items)
+    answers = [predictor.assess(image, info, age=age) for image, info, age in items]
+    assert reasons == [answer.ood_reason for answer in answers]
+    assert reasons[0] == "" and all(reasons[1:])
+    assert probabilities[0] == pytest.approx(answers[0].probability, abs=1e-5)
+    assert len(probabilities) == 3  # refused images still get the classifier's score (for ml.evaluate)

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.template.defaultfilters import filesizeformat
 
-from ml.preprocessing import SNIFF_BYTES, ImageDecodeError, decode_with_tags, sniff_format
+from ml.decode import SNIFF_BYTES, ImageDecodeError, decode_with_tags, sniff_format
 
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png"}
 # DICOM ViewPosition values → the study's view.

@@ -1,9 +1,8 @@
-"""The worker's model: loaded once per process, on CUDA when present."""
+"""The worker's model: loaded once per process, on CUDA when present. Imports torch: worker only."""
 
 import functools
 import logging
 
-from celery.signals import worker_process_init
 from django.conf import settings
 
 from ml.inference import Predictor
@@ -20,9 +19,3 @@ def get_predictor():
     )
     log.info("Loaded model %s (%s) on %s", predictor.name, predictor.weights_sha256[:12], predictor.device)
     return predictor
-
-
-@worker_process_init.connect
-def _load_model_in_new_worker_process(**kwargs):
-    # Each prefork child loads the model once, before its first job.
-    get_predictor()

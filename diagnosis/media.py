@@ -6,7 +6,7 @@ import mimetypes
 from django.http import FileResponse, Http404, HttpResponse
 from django.views.decorators.cache import patch_cache_control
 
-from ml.preprocessing import decode_image
+from ml.decode import decode_image
 
 from .models import Prediction
 

@@ -8,8 +8,10 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-AGE_MIN = Decimal("0")
-AGE_MAX = Decimal("120")
+from ml.constants import AGE_MAX_YEARS, AGE_MIN_YEARS
+
+AGE_MIN = Decimal(str(int(AGE_MIN_YEARS)))
+AGE_MAX = Decimal(str(int(AGE_MAX_YEARS)))
 
 
 class Patient(models.Model):

@@ -3,21 +3,29 @@
 import logging
 
 from celery import Task, shared_task
+from celery.signals import worker_process_init
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db.models import F
 from django.utils import timezone
 
-from ml.explain import heatmap_png
-from ml.preprocessing import decode_with_tags
+from ml.decode import decode_with_tags
 
-from .inference import get_predictor
 from .models import Prediction, heatmap_upload_to
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+
+
+@worker_process_init.connect
+def _load_model_in_new_worker_process(**kwargs):
+    # Each prefork child loads the model (and torch) once, before its first job. The web tier
+    # imports this module to send jobs and must not load torch: every model import here is lazy.
+    from .inference import get_predictor
+
+    get_predictor()
 
 
 def mark_failed(prediction_pk, message):
@@ -71,6 +79,8 @@ def run_prediction(self, *, prediction_pk):
                 max_pixels=settings.PNEUMOWEB_MAX_IMAGE_PIXELS,
                 min_side=settings.PNEUMOWEB_MIN_IMAGE_SIDE,
             )
+        from .inference import get_predictor  # torch: the worker's import, never the web tier's
+
         predictor = get_predictor()
         answer = predictor.assess(image, info, age=float(study.age_years), view=study.view, explain=True)
         heatmaps = save_heatmaps(answer.heatmaps) if answer.heatmaps else {}
@@ -107,6 +117,7 @@ def heatmap_storage():
 
 def save_heatmaps(maps):
     """Store each map as a PNG; returns {field name: stored name}."""
+    from ml.explain import heatmap_png
     stored = {}
     for branch, field in Prediction.HEATMAP_BRANCHES.items():
         heat = getattr(maps, branch)

@@ -10,8 +10,6 @@ from safetensors.torch import load_file, save_file
 from .config import ModelConfig
 from .model import HybridNet
 
-# The checkpoint shipped with the repository; the worker's default too (settings.PNEUMOWEB_MODEL_PATH).
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "pneumoweb-compact.safetensors"
 # Weights are stored at half precision: the compact model fits the repository's 25 MB budget.
 SHIPPED_DTYPE = torch.float16
 

@@ -56,9 +56,6 @@ PRESETS = {
     ),
 }
 
-AGE_MAX_YEARS = 120.0
-
-
 def get_preset(name, **overrides):
     try:
         config = PRESETS[name]

@@ -15,7 +15,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms import RandomAffine
 
 from .checkpoint import file_sha256
-from .preprocessing import age_to_tensor, decode_image, image_to_tensor
+from .decode import decode_image
+from .preprocessing import age_to_tensor, image_to_tensor
 
 LABELS = {"NORMAL": 0, "PNEUMONIA": 1}
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}

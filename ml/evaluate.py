@@ -18,10 +18,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import deduplicate, load_samples
-from .checkpoint import DEFAULT_WEIGHTS
+from .constants import DEFAULT_WEIGHTS
 from .inference import Predictor
 from .metrics import roc_curve, summary
-from .preprocessing import ImageDecodeError, decode_with_tags
+from .decode import ImageDecodeError, decode_with_tags
 
 
 def score(predictor, samples, batch_size=32, gate=True):

@@ -29,7 +29,8 @@ from .inference import for_inference
 from .metrics import logit_midpoint
 from .ood import FeatureGate, NegativeProbe, OodGate, image_check
 from .ood_corpus import corpus, misuse_copies
-from .preprocessing import decode_with_tags, image_to_tensor
+from .decode import decode_with_tags
+from .preprocessing import image_to_tensor
 
 TARGET_FALSE_REJECTION = 0.005
 QUANTILES = (0.99, 0.995, 0.9975, 0.999, 1.0)

@@ -15,10 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-from .checkpoint import DEFAULT_WEIGHTS
+from .constants import DEFAULT_WEIGHTS
 from .explain import heatmap_png
 from .inference import Predictor
-from .preprocessing import ImageDecodeError, decode_with_tags
+from .decode import ImageDecodeError, decode_with_tags
 
 
 def main(argv=None):

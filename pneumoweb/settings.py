@@ -11,6 +11,9 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from ml import constants as limits
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -19,11 +22,18 @@ def env(name, default=None):
     return os.environ.get(name, default)
 
 
+TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
 def env_bool(name, default=False):
+    # A typo ("ture") must not silently turn a security setting off.
     value = os.environ.get(name)
     if value is None:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    value = value.strip().lower()
+    if value not in TRUE | FALSE:
+        raise ImproperlyConfigured(f"{name}={value!r}: use one of {sorted(TRUE | FALSE - {''})}")
+    return value in TRUE
 
 
 def env_list(name, default=""):
@@ -31,7 +41,11 @@ def env_list(name, default=""):
 
 
 def env_int(name, default):
-    return int(env(name, str(default)))
+    value = env(name, str(default))
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
 
 
 VAR_DIR = Path(env("PNEUMOWEB_VAR_DIR", BASE_DIR / "var"))
@@ -163,16 +177,14 @@ MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = None
 
 # Requests larger than this are refused before the upload is parsed.
-PNEUMOWEB_MAX_UPLOAD_BYTES = env_int("PNEUMOWEB_MAX_UPLOAD_BYTES", 20 * 1024 * 1024)
-PNEUMOWEB_MAX_IMAGE_PIXELS = env_int("PNEUMOWEB_MAX_IMAGE_PIXELS", 40_000_000)
-PNEUMOWEB_MIN_IMAGE_SIDE = env_int("PNEUMOWEB_MIN_IMAGE_SIDE", 64)
+PNEUMOWEB_MAX_UPLOAD_BYTES = env_int("PNEUMOWEB_MAX_UPLOAD_BYTES", limits.MAX_UPLOAD_BYTES)
+PNEUMOWEB_MAX_IMAGE_PIXELS = env_int("PNEUMOWEB_MAX_IMAGE_PIXELS", limits.MAX_IMAGE_PIXELS)
+PNEUMOWEB_MIN_IMAGE_SIDE = env_int("PNEUMOWEB_MIN_IMAGE_SIDE", limits.MIN_IMAGE_SIDE)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PNEUMOWEB_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # --- Model ----------------------------------------------------------------
-PNEUMOWEB_MODEL_PATH = Path(
-    env("PNEUMOWEB_MODEL_PATH", BASE_DIR / "models" / "pneumoweb-compact.safetensors")
-)
+PNEUMOWEB_MODEL_PATH = Path(env("PNEUMOWEB_MODEL_PATH", limits.DEFAULT_WEIGHTS))
 # Used only when no checkpoint exists at PNEUMOWEB_MODEL_PATH: the real
 # architecture with seeded, untrained weights, labelled as such everywhere.
 PNEUMOWEB_FALLBACK_PRESET = env("PNEUMOWEB_FALLBACK_PRESET", "compact")

@@ -14,7 +14,7 @@ from ml.config import get_preset
 from ml.inference import Predictor
 from ml.metrics import summary
 from ml.model import HybridNet
-from ml.preprocessing import decode_image
+from ml.decode import decode_image
 
 
 def run_calibrate(*args):

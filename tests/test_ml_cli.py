@@ -11,7 +11,7 @@ from PIL import Image
 
 from ml.inference import Predictor
 from ml.train import parse_args, train
-from ml.preprocessing import decode_image
+from ml.decode import decode_image
 
 from .factories import TINY_TRAINING as FAST, XRAYS
 

@@ -79,7 +79,8 @@ def test_it_weights_the_positive_class_by_the_imbalance():
 
 def test_it_feeds_training_and_serving_the_same_preprocessing():
     from ml.config import get_preset
-    from ml.preprocessing import decode_image, image_to_tensor
+    from ml.decode import decode_image
+    from ml.preprocessing import image_to_tensor
 
     config = get_preset("compact")
     sample = D.Sample(XRAYS / "pneumonia-2.jpeg", 1, "p", age=None)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ml.dicom import parse_age
-from ml.preprocessing import ImageDecodeError, decode_image, decode_with_tags, sniff_format
+from ml.decode import ImageDecodeError, decode_image, decode_with_tags, sniff_format
 
 from .dicoms import bundled, make_dicom, xray_pixels
 

@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 from timm.layers import use_fused_attn
 
-from ml.checkpoint import DEFAULT_WEIGHTS
+from ml.constants import DEFAULT_WEIGHTS
 from ml.explain import heatmap_png
 from ml.inference import Predictor
-from ml.preprocessing import decode_image
+from ml.decode import decode_image
 
 from .factories import XRAYS
 

@@ -9,7 +9,8 @@ from PIL import Image
 from ml.checkpoint import load_checkpoint, save_checkpoint
 from ml.config import get_preset
 from ml.inference import Predictor
-from ml.preprocessing import ImageDecodeError, age_to_tensor, decode_image, image_to_tensor
+from ml.decode import ImageDecodeError, decode_image
+from ml.preprocessing import age_to_tensor, image_to_tensor
 
 from .factories import XRAYS, xray_bytes
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from ml.fit_ood import QUANTILES, distance_threshold, probe_threshold
 from ml.ood import FeatureGate, NegativeProbe, OodGate, image_check
-from ml.preprocessing import decode_with_tags
+from ml.decode import decode_with_tags
 
 XRAYS = Path(__file__).parent / "fixtures" / "xrays"
 

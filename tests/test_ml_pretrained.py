@@ -7,7 +7,8 @@ import torch
 from ml import pretrained
 from ml.config import get_preset
 from ml.model import HybridNet
-from ml.preprocessing import decode_image, image_to_tensor
+from ml.decode import decode_image
+from ml.preprocessing import image_to_tensor
 
 from .factories import XRAYS
 

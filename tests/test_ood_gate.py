@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ml.checkpoint import DEFAULT_WEIGHTS
+from ml.constants import DEFAULT_WEIGHTS
 from ml.inference import Predictor
 from ml.ood_corpus import corpus
-from ml.preprocessing import decode_with_tags
+from ml.decode import decode_with_tags
 
 VALIDATION = Path(__file__).parent / "fixtures" / "validation"
 # Minimum share of each kind the gate must refuse.

@@ -12,7 +12,7 @@ from ml.data import scan_folder
 from ml.evaluate import evaluate
 from ml.inference import Predictor
 from ml.metrics import roc_auc, summary
-from ml.preprocessing import decode_image
+from ml.decode import decode_image
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS = REPO / "models" / "pneumoweb-compact.safetensors"

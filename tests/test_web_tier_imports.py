@@ -1,0 +1,60 @@
+"""The web tier never loads torch: every page, the API and an upload run without it (~1 GB per process)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Runs in a fresh interpreter with embedded defaults: migrate, log in, use the pages and the API,
+# upload an X-ray (the job is sent to the file-system broker, not run), fetch its thumbnail.
+SCRIPT = r"""
+import json, sys
+import django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from django.contrib import admin
+from django.test import Client
+from django.test.utils import setup_test_environment
+from pneumoweb.celery import app
+app.loader.import_default_modules()  # what a web process does when it sends its first job
+from diagnosis.models import Patient
+from django.contrib.auth import get_user_model
+setup_test_environment()
+user = get_user_model().objects.create_user("web", password="pw-web-tier-1")
+patient = Patient.objects.create(owner=user, mrn="MRN-1", name="Web Tier")
+client = Client()
+assert client.login(username="web", password="pw-web-tier-1")
+statuses = {}
+for url in ["/", "/patients/", f"/patients/{patient.pk}/", "/upload/", "/account/token/", "/api/predictions/",
+            "/api/patients/", "/api/schema/"]:
+    statuses[url] = client.get(url).status_code
+with open(sys.argv[1], "rb") as fh:
+    response = client.post("/upload/", {"patient": patient.pk, "age": "4", "view": "PA", "image": fh})
+statuses["upload"] = response.status_code
+from diagnosis.models import Study
+statuses["thumbnail"] = client.get(f"/studies/{Study.objects.get().pk}/thumbnail/").status_code
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"torch", "torchvision", "timm", "safetensors"})
+print(json.dumps({"statuses": statuses, "heavy": heavy}))
+"""
+
+
+def test_it_serves_pages_api_and_uploads_without_importing_torch(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "pneumoweb.settings", "PNEUMOWEB_VAR_DIR": str(tmp_path)}
+    xray = REPO / "tests" / "fixtures" / "xrays" / "normal-1.jpeg"
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(xray)], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["heavy"] == []
+    assert found["statuses"].pop("upload") == 302
+    assert set(found["statuses"].values()) == {200}, found["statuses"]
+
+
+def test_it_decodes_uploads_and_dicoms_without_torch():
+    code = ("import sys, ml.decode, ml.dicom, ml.pixels, ml.constants, ml.intended_use; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

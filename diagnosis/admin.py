@@ -112,7 +112,7 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
     date_hierarchy = "queued_at"
     list_select_related = ["study__patient"]
     fieldsets = [
-        (None, {"fields": ["image_preview", "study", "patient_mrn", "status", "label", "probability", "threshold",
+        (None, {"fields": ["image_preview", "study", "patient_mrn", "status", "label", "probability", "threshold", "population",
                            "ood", "ood_reason", "warnings_display"]}),
         ("Model", {"fields": ["model_name", "model_sha256"]}),
         ("Timings", {"fields": ["queued_at", "started_at", "finished_at", "attempts", "error"]}),
@@ -203,6 +203,7 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
         ("label", lambda p: p.label),
         ("probability", lambda p: "" if p.probability is None else f"{p.probability:.6f}"),
         ("threshold", lambda p: "" if p.threshold is None else p.threshold),
+        ("population", lambda p: p.population),
         ("ood", lambda p: "" if p.ood is None else str(p.ood).lower()),
         ("ood_reason", lambda p: p.ood_reason),
         ("warnings", lambda p: " | ".join(p.warnings)),

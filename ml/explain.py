@@ -1,14 +1,17 @@
 """Where the model looked: a class-specific map from each image branch, combined into one heatmap.
 
-CNN: Grad-CAM (Selvaraju et al. 2017) on the last convolutional feature map. ViT:
-gradient-weighted attention rollout (Chefer, Gur & Wolf 2021, "Generic Attention-model
-Explainability"): each block's attention, weighted by its gradient and clipped at zero,
-averaged over heads and accumulated from the first block to the last; the CLS token's row
-over the patch tokens, reshaped to the patch grid, is the map. (Grad-CAM on the ViT's patch
-tokens was tried first: on DINOv2 it lights up uniform background and borders, where
-high-norm tokens sit, not the lungs.) Each map is taken for the label given (evidence for
-PNEUMONIA, or for NORMAL when that is the answer), upsampled to the model's input size,
-scaled to [0, 1], and the two are averaged.
+CNN: Grad-CAM (Selvaraju et al. 2017) on the last convolutional feature map. ViT: attention
+rollout whose last blocks are weighted by their gradients (Chefer, Gur & Wolf 2021, "Generic
+Attention-model Explainability"): in the last ``GRADIENT_BLOCKS`` blocks each attention map is
+weighted by its gradient, clipped at zero, averaged over heads and accumulated (R ← R + ĀR);
+the blocks before them, whose attention is mostly local mixing, are rolled out plainly (Abnar &
+Zuidema 2020: ½A + ½I, head-averaged) and carry that relevance back to the input patches. The
+CLS token's row over the patch tokens, reshaped to the patch grid, is the map. Only the last
+blocks are differentiated: a study's heatmaps cost a fraction of a backward pass. (Grad-CAM on
+the ViT's patch tokens was tried first: on DINOv2 it lights up uniform background and borders,
+where high-norm tokens sit, not the lungs.) Each map is taken for the label given (evidence for
+PNEUMONIA, or for NORMAL when that is the answer), upsampled to the model's input size, scaled
+to [0, 1], and the two are averaged.
 """
 
 import io
@@ -20,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .model import fit_to
 from .preprocessing import age_to_tensor, image_to_tensor
+
+GRADIENT_BLOCKS = 2  # ViT blocks whose attention is weighted by its gradient (the rest: plain rollout)
 
 
 @dataclass
@@ -45,25 +49,28 @@ def traced_forward(model, images, ages):
     and ``model.fuse`` give them (detached), and ``explain(toward_pneumonia=True)``, which
     takes the gradients of that same logit and returns :class:`Heatmaps`. The worker calls it
     once per study: the probability, the OOD gate and the maps share the one forward pass.
+    Gradients are taken w.r.t. recorded activations only (the CNN's feature map, the last
+    blocks' attention), never the weights, and nothing below those activations is differentiated.
     """
     size = model.config.image_size
-    # Gradients are taken w.r.t. recorded activations only, never accumulated into the weights;
-    # an input that requires grad keeps the graph whatever the parameters' flags are.
-    images = images.detach().requires_grad_(True)
     features, recorded = [], {}
     with torch.enable_grad():
-        if model.cnn is not None:
-            recorded["cnn"] = model.cnn.forward_features(images)
-            features.append(model.cnn.forward_head(recorded["cnn"]))
-        if model.vit is not None:
-            with _attention_recorded(model.vit) as attentions:
-                features.append(model.vit(fit_to(model.vit, images)))
-            recorded["vit"] = attentions
+        for name in model.image_branches:
+            if name == "cnn":
+                with torch.no_grad():
+                    feature_map = model.cnn.forward_features(images)
+                recorded["cnn"] = feature_map = feature_map.detach().requires_grad_(True)
+                features.append(model.cnn.forward_head(feature_map))
+            else:
+                with _attention_recorded(model.vit) as attentions:
+                    features.append(model.branch_features("vit", images))
+                recorded["vit"] = attentions
         logit = model.fuse(features, ages)[0]
 
     def explain(toward_pneumonia=True):
         feature_map, attentions = recorded.get("cnn"), recorded.get("vit", [])
-        inputs = ([feature_map] if feature_map is not None else []) + attentions
+        graded = attentions[-GRADIENT_BLOCKS:] if attentions else []
+        inputs = ([feature_map] if feature_map is not None else []) + graded
         with torch.enable_grad():
             grads = list(torch.autograd.grad(logit if toward_pneumonia else -logit, inputs))
         maps = {}
@@ -89,14 +96,21 @@ def explain_image(model, image, *, age=None, toward_pneumonia=True):
 
 @contextmanager
 def _attention_recorded(vit):
-    """Inside, every block's attention matrix is appended to the yielded list (the fused kernel hides it)."""
+    """Inside, every block's attention matrix is appended to the yielded list (the fused kernel hides it).
+
+    The input of the first differentiated block is cut from the graph below it and made to require
+    a gradient, so the last blocks' attention is differentiable even when the weights are not.
+    """
     attentions, hooks, fused = [], [], []
+    first_graded = max(len(vit.blocks) - GRADIENT_BLOCKS, 0)
     try:
         for block in vit.blocks:
             fused.append(block.attn.fused_attn)
             block.attn.fused_attn = False
             hooks.append(block.attn.attn_drop.register_forward_hook(
                 lambda _module, _args, attention: attentions.append(attention)))
+        hooks.append(vit.blocks[first_graded].register_forward_pre_hook(
+            lambda _module, args: (args[0].detach().requires_grad_(True), *args[1:])))
         yield attentions
     finally:
         for hook in hooks:
@@ -106,12 +120,18 @@ def _attention_recorded(vit):
 
 
 def _attention_rollout(attentions, grads, vit):
-    """CLS-to-patch relevance on the patch grid from gradient-weighted attention (Chefer et al. 2021)."""
+    """CLS-to-patch relevance on the patch grid: gradient-weighted last blocks, plain rollout below them."""
     tokens = attentions[0].shape[-1]
-    relevance = torch.eye(tokens, device=attentions[0].device)
-    for attention, grad in zip(attentions, grads):  # (1, heads, tokens, tokens)
+    eye = torch.eye(tokens, device=attentions[0].device)
+    first_graded = len(attentions) - len(grads)
+    early = eye
+    for attention in attentions[:first_graded]:  # (1, heads, tokens, tokens)
+        early = (0.5 * attention.detach()[0].mean(0) + 0.5 * eye) @ early
+    late = eye
+    for attention, grad in zip(attentions[first_graded:], grads):
         weighted = (grad * attention.detach())[0].clamp(min=0).mean(0)
-        relevance = relevance + weighted @ relevance
+        late = late + weighted @ late
+    relevance = late @ early
     return relevance[0, vit.num_prefix_tokens:].reshape(vit.patch_embed.grid_size)
 
 

@@ -1,7 +1,9 @@
-"""Inference: the one interface the worker and ``python -m ml.predict`` use.
+"""Inference: the one interface the worker, ``python -m ml.predict`` and ``python -m ml.evaluate`` use.
 
-Load a :class:`Predictor` once per process, then call
-``predictor.predict([(image, age), ...])`` for probabilities of pneumonia.
+Load a :class:`Predictor` once per process, then ``predictor.assess(image, info, age=…)`` for
+one study's full answer, or ``predictor.screen([...])`` for a batch. The operating point
+(threshold and temperature) is the one of the study's population, picked by age
+(``ml.populations``); the age the model itself sees follows the same module's rule.
 """
 
 import logging
@@ -11,11 +13,12 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint, state_dict_sha256
-from .config import get_preset
+from .config import DEFAULT_PRESET, get_preset
 from .explain import Heatmaps, explain_image, traced_forward
 from .intended_use import intended_use_warnings
 from .model import HybridNet
 from .ood import OodGate, image_check
+from .populations import model_age, operating_points, point_for_age
 from .preprocessing import age_to_tensor, image_to_tensor
 
 log = logging.getLogger(__name__)
@@ -25,8 +28,9 @@ NORMAL = "NORMAL"
 
 
 def for_inference(model, device):
-    """Eval mode on ``device``, channels-last: oneDNN's convolutions run markedly faster in that layout."""
-    return model.to(device, memory_format=torch.channels_last).eval()
+    """Eval mode on ``device``, channels-last (oneDNN's convolutions run markedly faster in that
+    layout), weights frozen: no forward pass records a graph for them."""
+    return model.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
 
 
 def pick_device(preference="auto"):
@@ -45,6 +49,23 @@ class Assessment:
     ood_reason: str = ""
     warnings: list = field(default_factory=list)
     heatmaps: Heatmaps = None  # with assess(explain=True), for an accepted image
+    population: str = ""  # the operating point used (pediatric, adult, ...)
+    threshold: float = None
+
+
+@dataclass
+class Screened:
+    """One film of :meth:`Predictor.screen`: the raw logit, the probability at its population's point, the gate's reason."""
+
+    logit: float
+    probability: float
+    threshold: float
+    population: str
+    reason: str = ""  # why the gate would refuse it, "" when accepted
+
+    @property
+    def label(self):
+        return PNEUMONIA if self.probability >= self.threshold else NORMAL
 
 
 @dataclass
@@ -52,15 +73,14 @@ class Predictor:
     model: HybridNet
     name: str
     weights_sha256: str
-    threshold: float = 0.5
-    temperature: float = 1.0
     trained: bool = True
     card: dict = None
-    # False when training gave the age branch no signal (no ages in the data): the model then
-    # always sees "age missing", as in training, so a typed age cannot move its output.
-    uses_age: bool = True
     layout: torch.memory_format = torch.channels_last
     gate: OodGate = None  # the learned out-of-distribution check, when the checkpoint carries one
+    points: dict = None  # {population: ml.populations.OperatingPoint}
+
+    def __post_init__(self):
+        self.points = self.points or operating_points(self.card)
 
     @classmethod
     def from_checkpoint(cls, path, device="auto"):
@@ -70,15 +90,12 @@ class Predictor:
             model=for_inference(model, device),
             name=card.get("name", Path(path).stem),
             weights_sha256=card["weights_sha256"],
-            threshold=float(card.get("threshold", 0.5)),
-            temperature=float(card.get("temperature", 1.0)),
             card=card,
-            uses_age=bool(card.get("uses_age", True)),
             gate=OodGate.from_checkpoint(extra, card.get("ood")),
         )
 
     @classmethod
-    def untrained(cls, preset="compact", device="auto", seed=0):
+    def untrained(cls, preset=DEFAULT_PRESET, device="auto", seed=0):
         """The real architecture with seeded random weights; labelled untrained everywhere."""
         torch.manual_seed(seed)
         model = for_inference(HybridNet(get_preset(preset)), pick_device(device))
@@ -91,7 +108,7 @@ class Predictor:
         )
 
     @classmethod
-    def load(cls, path, *, fallback_preset="compact", device="auto"):
+    def load(cls, path, *, fallback_preset=DEFAULT_PRESET, device="auto"):
         if path and Path(path).exists():
             return cls.from_checkpoint(path, device=device)
         log.warning("No checkpoint at %s: serving the untrained %s architecture", path, fallback_preset)
@@ -101,32 +118,43 @@ class Predictor:
     def device(self):
         return next(self.model.parameters()).device
 
+    def point(self, age):
+        """The operating point for a study of this age (years or None)."""
+        return point_for_age(self.points, age)
+
+    def model_ages(self, ages):
+        """What the age branch is given for each age (ml.populations.model_age)."""
+        return age_to_tensor([model_age(self.card, age) for age in ages])
+
     def predict(self, items):
         """items: iterable of (decoded PIL image, age in years or None) → list of P(pneumonia)."""
-        return self.screen([(image, None, age) for image, age in items], gate=False)[0]
+        return [s.probability for s in self.screen([(image, None, age) for image, age in items], gate=False)]
 
     @torch.inference_mode()
     def screen(self, items, *, gate=True):
-        """The batch form of :meth:`assess`, for evaluation: items are (image, ImageInfo or None, age).
+        """The batch form of :meth:`assess`, for evaluation: items are (image, SourceInfo or None, age).
 
-        Returns (P(pneumonia) for every image, the reason each would be refused or ""): one forward
-        pass serves both, and the probability is given even for a refused image.
+        Returns a :class:`Screened` per film: one forward pass gives the probability (at the film's
+        population's temperature, also for a film the gate would refuse) and the gate's reason.
         """
         items = list(items)
         if not items:
-            return [], []
+            return []
         images = torch.stack([image_to_tensor(image, self.model.config) for image, _, _ in items])
-        ages = age_to_tensor([age if self.uses_age else None for _, _, age in items])
         features = self.model.image_features(images.to(self.device, memory_format=self.layout))
-        logits = self.model.fuse(features, ages.to(self.device))
-        probabilities = torch.sigmoid(logits.float() / self.temperature).cpu().tolist()
+        logits = self.model.fuse(features, self.model_ages([age for _, _, age in items]).to(self.device))
         reasons = [""] * len(items)
         if gate:
             learned = (self.gate.decide(torch.cat(features, 1).float().cpu()) if self.gate is not None
                        else [(False, "", None, None)] * len(items))
             reasons = [image_check(image, info) or learned_reason
                        for (image, info, _), (_, learned_reason, _, _) in zip(items, learned)]
-        return probabilities, reasons
+        out = []
+        for (_, _, age), logit, reason in zip(items, logits.float().cpu().tolist(), reasons):
+            point = self.point(age)
+            probability = torch.sigmoid(torch.tensor(logit / point.temperature)).item()
+            out.append(Screened(logit, probability, point.threshold, point.population, reason))
+        return out
 
     def assess(self, image, info=None, *, age=None, view=None, explain=False):
         """The full answer for one study: image checks, OOD gate, probability, label, intended-use warnings.
@@ -134,11 +162,12 @@ class Predictor:
         With ``explain``, an accepted image also gets its heatmaps, from the same forward pass.
         """
         warnings = intended_use_warnings(self.card, age_years=age, view=view)
+        point = self.point(age)
         reason = image_check(image, info)
         if reason:
             return Assessment(ood=True, ood_reason=reason, warnings=warnings)
         images = image_to_tensor(image, self.model.config)[None].to(self.device, memory_format=self.layout)
-        ages = age_to_tensor([age if self.uses_age else None]).to(self.device)
+        ages = self.model_ages([age]).to(self.device)
         if explain:
             features, logit, heatmaps_for = traced_forward(self.model, images, ages)
         else:
@@ -151,14 +180,12 @@ class Predictor:
                 return Assessment(ood=True, ood_reason=reason, warnings=warnings)
         elif self.trained:
             warnings.append("This model has no learned out-of-distribution check: only the image checks ran.")
-        probability = torch.sigmoid(logit.float() / self.temperature).item()
-        label = self.label(probability)
+        probability = torch.sigmoid(logit.float() / point.temperature).item()
+        label = PNEUMONIA if probability >= point.threshold else NORMAL
         heatmaps = heatmaps_for(toward_pneumonia=label == PNEUMONIA) if explain else None
-        return Assessment(probability=probability, label=label, ood=False, warnings=warnings, heatmaps=heatmaps)
+        return Assessment(probability=probability, label=label, ood=False, warnings=warnings, heatmaps=heatmaps,
+                          population=point.population, threshold=point.threshold)
 
     def explain(self, image, *, age=None, label=PNEUMONIA):
         """Heatmaps (combined, CNN Grad-CAM, ViT attention rollout) for the label given to this image."""
-        return explain_image(self.model, image, age=age if self.uses_age else None, toward_pneumonia=label == PNEUMONIA)
-
-    def label(self, probability):
-        return PNEUMONIA if probability >= self.threshold else NORMAL
+        return explain_image(self.model, image, age=model_age(self.card, age), toward_pneumonia=label == PNEUMONIA)

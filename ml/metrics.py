@@ -105,3 +105,28 @@ def fit_temperature(logits, labels, steps=200):
 
     optimizer.step(closure)
     return float(log_t.detach().exp())
+
+
+INTERVAL_METRICS = ("auc", "accuracy", "recall", "specificity", "precision")
+
+
+def bootstrap_intervals(labels, scores, threshold, *, resamples=1000, level=0.95, seed=0):
+    """Percentile bootstrap intervals {metric: [low, high]} of the metrics at ``threshold``.
+
+    Films are resampled with replacement; a resample that lacks a class gives no AUC (skipped).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if labels.size == 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    values = {name: [] for name in INTERVAL_METRICS}
+    for _ in range(resamples):
+        index = rng.integers(0, labels.size, labels.size)
+        row = summary(labels[index], scores[index], threshold)
+        for name in INTERVAL_METRICS:
+            if np.isfinite(row[name]):
+                values[name].append(row[name])
+    tail = (1 - level) / 2 * 100
+    return {name: [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))] if v else None
+            for name, v in values.items()}

@@ -4,7 +4,7 @@
 
 IMAGE may be a JPEG, PNG or DICOM file; a DICOM's PatientAge is used when --age is
 not given. Prints one JSON object per line per image: file, label, probability,
-threshold, ood and ood_reason (an input the model was not validated on gets no label),
+population and threshold (the operating point picked by the age), ood and ood_reason (an input the model was not validated on gets no label),
 age (and where it came from), intended-use warnings, heatmap (a PNG path, with
 --heatmap DIR) and model (name + weights sha256). Unreadable or non-image files give a
 JSON error line and a non-zero exit status.
@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from .constants import DEFAULT_WEIGHTS
+from .constants import AGE_MAX_YEARS, AGE_MIN_YEARS, DEFAULT_WEIGHTS
 from .explain import heatmap_png
 from .inference import Predictor
 from .decode import ImageDecodeError, decode_with_tags
@@ -30,8 +30,8 @@ def main(argv=None):
     parser.add_argument("--heatmap", type=Path, metavar="DIR",
                         help="write each accepted image's heatmap overlay here as NAME.heatmap.png")
     args = parser.parse_args(argv)
-    if args.age is not None and not 0 <= args.age <= 120:
-        parser.error("--age must be between 0 and 120 years")
+    if args.age is not None and not AGE_MIN_YEARS <= args.age <= AGE_MAX_YEARS:
+        parser.error(f"--age must be between {AGE_MIN_YEARS:g} and {AGE_MAX_YEARS:g} years")
 
     predictor = Predictor.load(args.model, device=args.device)
     model = {"name": predictor.name, "weights_sha256": predictor.weights_sha256}
@@ -58,7 +58,8 @@ def main(argv=None):
             "file": str(path),
             "label": answer.label or None,
             "probability": None if answer.probability is None else round(answer.probability, 6),
-            "threshold": predictor.threshold,
+            "population": answer.population or None,
+            "threshold": answer.threshold,
             "ood": answer.ood,
             "ood_reason": answer.ood_reason,
             "age": age,

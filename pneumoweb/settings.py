@@ -187,7 +187,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 PNEUMOWEB_MODEL_PATH = Path(env("PNEUMOWEB_MODEL_PATH", limits.DEFAULT_WEIGHTS))
 # Used only when no checkpoint exists at PNEUMOWEB_MODEL_PATH: the real
 # architecture with seeded, untrained weights, labelled as such everywhere.
-PNEUMOWEB_FALLBACK_PRESET = env("PNEUMOWEB_FALLBACK_PRESET", "compact")
+PNEUMOWEB_FALLBACK_PRESET = env("PNEUMOWEB_FALLBACK_PRESET", "hybrid")
 PNEUMOWEB_DEVICE = env("PNEUMOWEB_DEVICE", "auto")
 
 # --- Celery ---------------------------------------------------------------
@@ -204,9 +204,18 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    # A message not acknowledged within this time is handed to another
-    # worker; it must outlast the longest job (hard limit below).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900)}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A message not acknowledged within this time is handed to another worker; it must outlast
+        # the longest job (hard limit below). A lost worker's job comes back sooner through its lease.
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900),
+        # A broker that is down must fail a publish in seconds, not hang an upload: the job waits in
+        # the database for the reconciler instead.
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+# One publish attempt; a failed one leaves the job queued in the database (diagnosis/dispatch.py).
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 # Prediction state lives in the database, not in a Celery result backend.
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -220,6 +229,17 @@ CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "pneumoweb")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 PNEUMOWEB_TASK_SOFT_TIME_LIMIT = env_int("PNEUMOWEB_TASK_SOFT_TIME_LIMIT", 120)
 PNEUMOWEB_TASK_HARD_TIME_LIMIT = env_int("PNEUMOWEB_TASK_HARD_TIME_LIMIT", 150)
+# Recovery (diagnosis/dispatch.py, docs/OPERATIONS.md): a running job renews its lease every
+# HEARTBEAT seconds; one not renewed for LEASE seconds lost its worker and is queued again. The
+# reconciler runs every RECONCILE seconds in each worker (0 turns it off) and re-sends a queued job
+# whose message went out more than RESEND_AFTER seconds ago (a broker that lost its data).
+PNEUMOWEB_HEARTBEAT_SECONDS = env_int("PNEUMOWEB_HEARTBEAT_SECONDS", 5)
+PNEUMOWEB_LEASE_SECONDS = env_int("PNEUMOWEB_LEASE_SECONDS", 30)
+PNEUMOWEB_RECONCILE_SECONDS = env_int("PNEUMOWEB_RECONCILE_SECONDS", 10)
+PNEUMOWEB_RESEND_AFTER_SECONDS = env_int("PNEUMOWEB_RESEND_AFTER_SECONDS", 60)
+PNEUMOWEB_ORPHAN_GRACE_SECONDS = env_int("PNEUMOWEB_ORPHAN_GRACE_SECONDS", 3600)
+if PNEUMOWEB_LEASE_SECONDS <= 2 * PNEUMOWEB_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("PNEUMOWEB_LEASE_SECONDS must exceed twice PNEUMOWEB_HEARTBEAT_SECONDS")
 
 # --- REST API -------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -5,7 +5,7 @@ from rest_framework.test import APIClient
 
 from pneumoweb.celery import app as celery_app
 
-from .factories import PASSWORD, TINY_TRAINING, PatientFactory, UserFactory, tiny_kermany, xray_bytes
+from .factories import PASSWORD, TINY_TRAINING, PatientFactory, UserFactory, tiny_adults, tiny_kermany, xray_bytes
 
 
 @pytest.fixture(autouse=True)
@@ -100,11 +100,22 @@ def kermany(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def trained(kermany, tmp_path_factory):
-    """(weights path, card) of a few seconds' real training on ``kermany``."""
-    from ml.train import parse_args, train
+def adults(tmp_path_factory):
+    return tiny_adults(tmp_path_factory.mktemp("adults"))
+
+
+@pytest.fixture(scope="session")
+def sources(kermany, adults):
+    """--data arguments of the two tiny sources: children without ages, adults with them."""
+    return ["--data", f"kermany={kermany}", "--data", f"nih={adults}"]
+
+
+@pytest.fixture(scope="session")
+def trained(sources, tmp_path_factory):
+    """(weights path, card) of a few seconds' real training on the two tiny sources."""
+    from ml.train import parse_args
+    from ml.training.loop import train
 
     out = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    card = train(parse_args(["--data", str(kermany), "--out", str(out), "--epochs-frozen", "8", "--epochs", "0",
-                             "--lr", "1e-3", "--patience", "8", "--name", "tiny-test", *TINY_TRAINING]))
+    card = train(parse_args([*sources, "--out", str(out), "--name", "tiny-test", *TINY_TRAINING]))
     return out, card

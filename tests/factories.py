@@ -44,9 +44,26 @@ def tiny_kermany(root):
     return Path(root)
 
 
-# ml.train arguments for seconds-long runs on a CPU: the ImageNet CNN (a dev requirement), no ViT.
-TINY_TRAINING = ["--branches", "cnn,age", "--no-ood", "--workers", "0", "--batch-size", "8", "--no-augment",
-                 "--val-fraction", "0.25"]
+def tiny_adults(root):
+    """Eight byte-distinct real adult X-rays with ages (a CSV source like nih_pneumonia): four patients per class."""
+    root = Path(root)
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    rows = ["path,label,age,patient,view"]
+    for i in range(8):
+        label = "PNEUMONIA" if i % 2 else "NORMAL"
+        image = Image.open(XRAYS / f"adult-{label.lower()}-1.jpeg").convert("L")
+        image.putpixel((0, 0), i)  # byte-distinct, so deduplication keeps every row
+        image.save(root / "img" / f"{i}.jpeg", quality=95)
+        rows.append(f"img/{i}.jpeg,{label},{30 + 5 * i},a{i},{'AP' if i % 4 < 2 else 'PA'}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root / "labels.csv"
+
+
+# ml.train arguments for seconds-long runs on a CPU: the ImageNet CNN (a dev requirement) and the age
+# branch of the default preset, no ViT; the probe, then one short fine-tuning epoch.
+TINY_TRAINING = ["--branches", "cnn,age", "--no-ood", "--workers", "0", "--batch-size", "4", "--no-augment",
+                 "--val-fraction", "0.25", "--probe-epochs", "8", "--epochs", "1", "--epoch-samples", "8",
+                 "--wise-alphas", "0,0.5,1"]
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -1,4 +1,4 @@
-"""Threshold and temperature describe the weights as saved (``ml.train``, ``python -m ml.calibrate``)."""
+"""Each population's threshold and temperature describe the weights as saved (``ml.train``, ``python -m ml.calibrate``)."""
 
 import json
 import shutil
@@ -11,10 +11,11 @@ import torch
 from ml.calibrate import recorded_validation_split
 from ml.checkpoint import file_sha256, load_checkpoint, round_to_shipped_precision, save_checkpoint
 from ml.config import get_preset
+from ml.decode import decode_image
 from ml.inference import Predictor
 from ml.metrics import summary
 from ml.model import HybridNet
-from ml.decode import decode_image
+from ml.training.calibration import population_of
 
 
 def run_calibrate(*args):
@@ -28,7 +29,7 @@ def same_weights(a, b):
 
 def test_it_saves_exactly_the_weights_it_rounded(tmp_path):
     torch.manual_seed(0)
-    model = HybridNet(get_preset("compact", branches=("cnn", "age")))
+    model = HybridNet(get_preset("hybrid", branches=("cnn", "age")))
     save_checkpoint(model, {"name": "raw"}, tmp_path / "raw.safetensors")
     assert not same_weights(model, load_checkpoint(tmp_path / "raw.safetensors")[0])  # fp32 in memory, fp16 on disk
 
@@ -37,38 +38,49 @@ def test_it_saves_exactly_the_weights_it_rounded(tmp_path):
     assert same_weights(model, load_checkpoint(tmp_path / "rounded.safetensors")[0])
 
 
-def test_it_states_the_validation_metrics_of_the_shipped_weights(trained, kermany):
+def data_of(kermany, adults):
+    return {"kermany": kermany, "nih": adults}
+
+
+def test_it_states_each_populations_validation_metrics_of_the_shipped_weights(trained, kermany, adults):
     path, card = trained
     predictor = Predictor.from_checkpoint(path, device="cpu")
-    val = recorded_validation_split(card, kermany)
-    scores = predictor.predict([(decode_image(s.path), None) for s in val])
-    measured = summary([s.label for s in val], scores, predictor.threshold)
-    assert measured["confusion_matrix"] == card["validation_metrics"]["confusion_matrix"]
-    assert measured["recall"] >= 0.98
-    assert card["calibrated_on"] == "validation split, weights at float16 as shipped"
+    val, _ = recorded_validation_split(card, data_of(kermany, adults))
+    for population, entry in card["populations"].items():
+        films = [s for s in val if population_of(s.age, s.source) == population]
+        # As the worker sees them: a Kermany film at the pediatric point, an adult film by its age.
+        ages = [s.age if s.age is not None else 3.0 for s in films]
+        scores = predictor.predict([(decode_image(s.path), age) for s, age in zip(films, ages)])
+        measured = summary([s.label for s in films], scores, entry["threshold"])
+        assert measured["confusion_matrix"] == entry["validation_metrics"]["confusion_matrix"]
+        assert measured["recall"] >= entry["min_recall"]
+    assert card["calibrated_on"] == "validation split per population, weights at float16 as shipped"
 
 
-def test_it_recalibrates_a_checkpoint_on_its_recorded_split(trained, kermany, tmp_path):
+def test_it_recalibrates_a_checkpoint_on_its_recorded_split(trained, kermany, adults, tmp_path):
     path, card = trained
     model = tmp_path / path.name
     shutil.copy(path, model)
-    model.with_suffix(".json").write_text(json.dumps({**card, "threshold": 0.5, "temperature": 3.0}))
+    tampered = {name: {**entry, "threshold": 0.5, "temperature": 3.0} for name, entry in card["populations"].items()}
+    model.with_suffix(".json").write_text(json.dumps({**card, "populations": tampered}))
 
-    result = run_calibrate("--data", kermany, "--model", model)
+    result = run_calibrate("--data", f"kermany={kermany}", "--data", f"nih={adults}", "--model", model)
 
     assert result.returncode == 0, result.stderr
     again = json.loads(model.with_suffix(".json").read_text())
-    assert again["threshold"] == pytest.approx(card["threshold"], abs=1e-5)
-    assert again["temperature"] == pytest.approx(card["temperature"], abs=1e-4)
-    assert again["validation_metrics"]["confusion_matrix"] == card["validation_metrics"]["confusion_matrix"]
+    for name, entry in card["populations"].items():
+        assert again["populations"][name]["threshold"] == pytest.approx(entry["threshold"], abs=1e-5)
+        assert again["populations"][name]["temperature"] == pytest.approx(entry["temperature"], abs=1e-4)
+        assert (again["populations"][name]["validation_metrics"]["confusion_matrix"]
+                == entry["validation_metrics"]["confusion_matrix"])
+        points = again["populations"][name]["other_operating_points"]
+        assert all(p["recall"] >= p["min_recall"] for p in points)
     assert "calibrated" in again and again["name"] == "tiny-test"
     assert file_sha256(model) == card["weights_sha256"] == again["weights_sha256"]  # weights untouched
-    assert "threshold" in result.stdout and "recall" in result.stdout
-    floors = [point["min_recall"] for point in again["operating_points"]]
-    assert 0.98 in floors and all(p["recall"] >= p["min_recall"] for p in again["operating_points"])
+    assert "pediatric: temperature" in result.stdout and "adult: temperature" in result.stdout
 
 
-def test_it_refuses_data_the_model_was_not_trained_on(trained, kermany, tmp_path):
+def test_it_refuses_data_the_model_was_not_trained_on(trained, kermany, adults, tmp_path):
     path, card = trained
     model = tmp_path / path.name
     shutil.copy(path, model)
@@ -78,16 +90,17 @@ def test_it_refuses_data_the_model_was_not_trained_on(trained, kermany, tmp_path
     shutil.copytree(kermany, other)
     next(other.rglob("*.jpeg")).unlink()
 
-    result = run_calibrate("--data", other, "--model", model)
-
+    result = run_calibrate("--data", f"kermany={other}", "--data", f"nih={adults}", "--model", model)
     assert result.returncode == 2
     assert "does not match the data this model was trained on" in result.stderr
     assert "Traceback" not in result.stderr
+    missing = run_calibrate("--data", f"kermany={kermany}", "--model", model)
+    assert missing.returncode == 2 and "missing nih" in missing.stderr
     assert model.with_suffix(".json").read_text() == before
 
 
 def test_it_needs_the_card_beside_the_weights(tmp_path, kermany):
     weights = tmp_path / "lonely.safetensors"
     weights.write_bytes(b"")
-    result = run_calibrate("--data", kermany, "--model", weights)
+    result = run_calibrate("--data", f"kermany={kermany}", "--model", weights)
     assert result.returncode == 2 and "no model card beside" in result.stderr

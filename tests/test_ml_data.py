@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ml import data as D
+from ml.training import data as D
 
 from .factories import XRAYS, make_kermany
 
@@ -72,20 +72,75 @@ def test_it_reads_a_csv_with_ages(tmp_path):
     assert (b.label, b.age) == (1, None)
 
 
-def test_it_weights_the_positive_class_by_the_imbalance():
-    samples = [D.Sample(Path("x"), 1, "p")] * 3 + [D.Sample(Path("y"), 0, "q")]
-    assert D.class_weights(samples) == pytest.approx(1 / 3)
+def test_it_reads_a_csv_age_that_is_not_a_valid_age_as_missing(tmp_path):
+    make_kermany(tmp_path / "img", {"a.jpeg": "normal-1.jpeg", "b.jpeg": "normal-2.jpeg", "c.jpeg": "pneumonia-1.jpeg"})
+    (tmp_path / "labels.csv").write_text("path,label,age,view\nimg/a.jpeg,0,abc,pa\nimg/b.jpeg,0,150,AP\nimg/c.jpeg,1,nan,\n")
+    assert [(s.age, s.view) for s in D.read_csv(tmp_path / "labels.csv")] == [(None, "PA"), (None, "AP"), (None, "")]
+
+
+def test_it_loads_each_source_split_by_its_own_patients(kermany, adults):
+    children = D.load_source("kermany", kermany, seed=0)
+    grown_ups = D.load_source("nih", adults, seed=0)
+    assert (children.val_fraction, grown_ups.val_fraction) == (0.15, 0.25)  # the built-in defaults
+    for source in (children, grown_ups):
+        assert {s.source for s in source.train + source.val} == {source.name}
+        assert {s.patient for s in source.train}.isdisjoint({s.patient for s in source.val})
+        assert {s.label for s in source.val} == {0, 1}
+    assert all(s.age is None for s in children.train) and all(s.age >= 30 for s in grown_ups.train)
+    info = grown_ups.info()
+    assert info["age_range_years"] == [30.0, 65.0] and info["train"]["with_age"] == len(grown_ups.train)
+    assert D.parse_source(f"nih={adults}") == ("nih", adults)
+    assert D.parse_source(str(kermany)) == (kermany.name, kermany)
+
+
+def weighted_share(samples, weights, where):
+    return sum(w for s, w in zip(samples, weights) if where(s)) / sum(weights)
+
+
+def test_it_balances_source_label_and_view_so_none_predicts_another():
+    def films(source, label, view, n, age=None):
+        return [D.Sample(Path(f"{source}{label}{view}{i}"), label, f"{source}{i}", age, source, view) for i in range(n)]
+
+    # Kermany-like: 3 pneumonia per normal, no view; NIH-like: AP mostly among the normals.
+    samples = (films("k", 1, "", 300) + films("k", 0, "", 100)
+               + films("n", 0, "AP", 66, 50) + films("n", 0, "PA", 34, 50)
+               + films("n", 1, "AP", 45, 50) + films("n", 1, "PA", 55, 50))
+    weights = D.balance_weights(samples)
+    assert weights.mean() == pytest.approx(1.0)
+    assert weighted_share(samples, weights, lambda s: s.source == "k") == pytest.approx(0.5)
+    for source in ("k", "n"):  # within each source, the label is a coin flip: the missing-age flag tells nothing
+        mine = [(s, w) for s, w in zip(samples, weights) if s.source == source]
+        assert weighted_share(*zip(*mine), lambda s: s.label == 1) == pytest.approx(0.5)
+    nih = [(s, w) for s, w in zip(samples, weights) if s.source == "n"]
+    for label in (0, 1):  # and AP is as common among the normals as among the pneumonias
+        group = [(s, w) for s, w in nih if s.label == label]
+        assert weighted_share(*zip(*group), lambda s: s.view == "AP") == pytest.approx(0.5)
+    tilted = D.balance_weights(samples, {"k": 3.0, "n": 1.0})
+    assert weighted_share(samples, tilted, lambda s: s.source == "k") == pytest.approx(0.75)
 
 
 def test_it_feeds_training_and_serving_the_same_preprocessing():
     from ml.config import get_preset
     from ml.decode import decode_image
     from ml.preprocessing import image_to_tensor
+    from ml.training.augment import augment
 
-    config = get_preset("compact")
+    config = get_preset("hybrid")
     sample = D.Sample(XRAYS / "pneumonia-2.jpeg", 1, "p", age=None)
     image, age, label = D.XrayDataset([sample], config)[0]
     assert image.equal(image_to_tensor(decode_image(sample.path), config))
     assert age.tolist() == [0.0, 1.0] and label.item() == 1.0
-    augmented, _, _ = D.XrayDataset([sample], config, augment=D.training_augmentation())[0]
-    assert augmented.shape == image.shape
+    augmented, _, _ = D.XrayDataset([sample], config, augment=augment)[0]
+    assert augmented.shape == image.shape and not augmented.equal(image)
+
+
+def test_it_feeds_a_recorded_age_as_missing_at_the_dropout_rate():
+    from ml.config import get_preset
+
+    config = get_preset("hybrid")
+    samples = [D.Sample(XRAYS / "normal-1.jpeg", 0, f"p{i}", age=40.0) for i in range(200)]
+    dataset = D.XrayDataset(samples, config, age_dropout=0.3)
+    missing = [dataset[i][1][1].item() for i in range(200)]
+    assert 0.2 < sum(missing) / 200 < 0.4
+    assert all(dataset[i][1].tolist() == [0.0, 1.0] or dataset[i][1][0].item() == pytest.approx(40 / 120)
+               for i in range(20))

@@ -17,7 +17,7 @@ from .factories import XRAYS, xray_bytes
 
 @pytest.fixture(scope="module")
 def predictor():
-    return Predictor.untrained("compact", device="cpu", seed=0)
+    return Predictor.untrained("hybrid", device="cpu", seed=0)
 
 
 def test_it_decodes_a_real_xray_to_grayscale():
@@ -81,22 +81,37 @@ def test_it_predicts_a_batch_of_probabilities(predictor):
     assert predictor.predict([]) == []
 
 
-def test_it_labels_by_the_threshold(predictor):
-    assert predictor.label(predictor.threshold) == "PNEUMONIA"
-    assert predictor.label(predictor.threshold - 1e-6) == "NORMAL"
+def test_it_labels_each_study_at_its_populations_operating_point(predictor, tmp_path):
+    path = tmp_path / "model.safetensors"
+    image = decode_image(xray_bytes("pneumonia-1.jpeg"))
+    [logit] = [s.logit for s in predictor.screen([(image, None, None)], gate=False)]
+    populations = {  # thresholds either side of this film's probability, so the label tells the point used
+        "pediatric": {"threshold": 0.999, "temperature": 1.0, "age_band": [0, 18], "validated_ages": [1, 17]},
+        "adult": {"threshold": 0.001, "temperature": 2.0, "age_band": [18, 121], "validated_ages": [18, 83]},
+    }
+    save_checkpoint(predictor.model, {"name": "points", "populations": populations}, path)
+    loaded = Predictor.from_checkpoint(path, device="cpu")
+    child, grown_up, unknown = (loaded.assess(image, age=age) for age in (4, 40, None))
+    assert (child.population, child.label, child.threshold) == ("pediatric", "NORMAL", 0.999)
+    assert (grown_up.population, grown_up.label) == ("adult", "PNEUMONIA")
+    assert grown_up.probability == pytest.approx(torch.sigmoid(torch.tensor(logit / 2.0)).item(), abs=2e-3)
+    # No age: the most sensitive point (the lower threshold on the raw logit), with a warning.
+    assert unknown.population == "adult" and "No age given" in unknown.warnings[0]
+    screened = loaded.screen([(image, None, 4), (image, None, 40)], gate=False)
+    assert [(s.population, s.label) for s in screened] == [("pediatric", "NORMAL"), ("adult", "PNEUMONIA")]
 
 
 def test_it_names_untrained_weights_as_such(predictor):
     assert "untrained" in predictor.name and predictor.trained is False
-    assert predictor.weights_sha256 == Predictor.untrained("compact", device="cpu", seed=0).weights_sha256
-    assert predictor.weights_sha256 != Predictor.untrained("compact", device="cpu", seed=1).weights_sha256
+    assert predictor.weights_sha256 == Predictor.untrained("hybrid", device="cpu", seed=0).weights_sha256
+    assert predictor.weights_sha256 != Predictor.untrained("hybrid", device="cpu", seed=1).weights_sha256
 
 
 def test_it_round_trips_a_checkpoint(predictor, tmp_path):
     path = tmp_path / "model.safetensors"
     card = save_checkpoint(predictor.model, {"name": "roundtrip", "threshold": 0.4}, path)
     loaded = Predictor.from_checkpoint(path, device="cpu")
-    assert loaded.name == "roundtrip" and loaded.threshold == 0.4
+    assert loaded.name == "roundtrip" and loaded.point(30).threshold == 0.4  # a one-threshold (v1/v2) card
     assert loaded.weights_sha256 == card["weights_sha256"]
     image = decode_image(xray_bytes())
     # fp16 storage: outputs agree to fp16 precision.
@@ -106,5 +121,5 @@ def test_it_round_trips_a_checkpoint(predictor, tmp_path):
 
 
 def test_it_falls_back_to_the_untrained_architecture_without_a_checkpoint(tmp_path):
-    loaded = Predictor.load(tmp_path / "missing.safetensors", fallback_preset="compact", device="cpu")
+    loaded = Predictor.load(tmp_path / "missing.safetensors", fallback_preset="hybrid", device="cpu")
     assert loaded.trained is False

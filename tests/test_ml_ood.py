@@ -1,4 +1,4 @@
-"""The parts of the out-of-distribution gate (ml/ood.py, ml/fit_ood.py) on synthetic features and real pictures."""
+"""The parts of the out-of-distribution gate (ml/ood.py, ml/training/gate.py) on synthetic features and real pictures."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ml.fit_ood import QUANTILES, distance_threshold, probe_threshold
+from ml.training.gate import QUANTILES, distance_threshold, probe_threshold
 from ml.ood import FeatureGate, NegativeProbe, OodGate, image_check
 from ml.decode import decode_with_tags
 
@@ -58,7 +58,7 @@ def test_it_scores_far_features_above_the_threshold(clusters):
     train, held_out, far = clusters
     gate = FeatureGate.fit(train, components=8, quantile=0.99)
     # Held-out points score a little higher than the points the Gaussian was fitted on: why
-    # ml.fit_ood sets the real thresholds on held-out validation patients.
+    # ml.training.gate sets the real thresholds on held-out validation patients.
     assert (gate.score(held_out) <= gate.threshold).float().mean() >= 0.9
     assert (gate.score(far) > gate.threshold).all()
 
@@ -94,6 +94,18 @@ def test_it_picks_the_tightest_distance_threshold_that_keeps_false_rejections_un
     assert ((distance > d) | probe_refuses).double().mean() <= 0.005
     tighter = QUANTILES[QUANTILES.index(quantile) - 1]
     assert ((distance > torch.quantile(distance, tighter)) | probe_refuses).double().mean() > 0.005
+
+
+def test_it_keeps_false_rejections_under_target_for_every_source():
+    generator = torch.Generator().manual_seed(2)
+    # Source 1's films sit further out than source 0's: a threshold fitted on the pool would refuse them.
+    distance = torch.cat([torch.rand(900, generator=generator), 0.8 + 0.3 * torch.rand(100, generator=generator)])
+    groups = [0] * 900 + [1] * 100
+    pooled, _ = distance_threshold(distance, torch.zeros(1000, dtype=torch.bool), target=0.005)
+    assert (distance[900:] > pooled).double().mean() > 0.005
+    d, _ = distance_threshold(distance, torch.zeros(1000, dtype=torch.bool), target=0.005, groups=groups)
+    for group in (slice(0, 900), slice(900, 1000)):
+        assert (distance[group] > d).double().mean() <= 0.005
 
 
 def test_it_puts_the_probe_threshold_in_the_middle_of_the_gap():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ml import pretrained
+from ml.training import pretrained
 from ml.config import get_preset
 from ml.model import HybridNet
 from ml.decode import decode_image

@@ -4,11 +4,14 @@ from pathlib import Path
 
 import pytest
 import skimage.data
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+from django.db import OperationalError
+from django.utils import timezone
 from django.core.files.base import ContentFile
 from PIL import Image
 
 from diagnosis import tasks
+from diagnosis.inference import get_predictor
 from diagnosis.models import Prediction
 
 from .factories import PredictionFactory, StudyFactory
@@ -154,19 +157,85 @@ def test_it_marks_a_hard_time_limit_failed_through_on_failure():
     assert "TimeLimitExceeded" in prediction.error
 
 
+def heatmap_files(settings):
+    return [p for p in (Path(settings.MEDIA_ROOT) / "heatmaps").rglob("*") if p.is_file()]
+
+
 def test_it_lets_a_cancellation_during_the_run_win_and_keeps_no_heatmap(monkeypatch, settings):
     prediction = PredictionFactory()
-    real_assess = tasks.get_predictor().assess
+    real_assess = get_predictor().assess
 
     def cancel_then_assess(*args, **kwargs):
         Prediction.objects.filter(pk=prediction.pk).update(status=Prediction.Status.CANCELLED)
         return real_assess(*args, **kwargs)
 
-    monkeypatch.setattr(tasks.get_predictor(), "assess", cancel_then_assess)
+    monkeypatch.setattr(get_predictor(), "assess", cancel_then_assess)
     prediction = run(prediction)
     assert prediction.status == Prediction.Status.CANCELLED
     assert prediction.probability is None and not prediction.heatmap
-    assert not [p for p in (Path(settings.MEDIA_ROOT) / "heatmaps").rglob("*") if p.is_file()]
+    assert not heatmap_files(settings)
+
+
+def test_it_leaves_a_job_whose_lease_another_worker_renews_alone():
+    prediction = PredictionFactory(status=Prediction.Status.RUNNING, attempts=1, lease_token="other-worker",
+                                   heartbeat_at=timezone.now())
+    assert tasks.claim(prediction.pk, "me") is False
+    prediction.refresh_from_db()
+    assert (prediction.status, prediction.lease_token, prediction.attempts) == ("running", "other-worker", 1)
+
+
+def test_it_takes_over_a_job_whose_lease_expired(settings):
+    stale = timezone.now() - timezone.timedelta(seconds=settings.PNEUMOWEB_LEASE_SECONDS + 1)
+    prediction = PredictionFactory(status=Prediction.Status.RUNNING, attempts=1, lease_token="dead-worker",
+                                   heartbeat_at=stale)
+    assert tasks.claim(prediction.pk, "me") is True
+    prediction.refresh_from_db()
+    assert (prediction.status, prediction.lease_token, prediction.attempts) == ("running", "me", 2)
+
+
+def test_it_resumes_its_own_lease_when_the_same_message_comes_back():
+    # A retry, or a redelivery after the worker child was killed: same task id, no waiting for the lease.
+    prediction = PredictionFactory(status=Prediction.Status.RUNNING, attempts=1, lease_token="task-1",
+                                   heartbeat_at=timezone.now())
+    assert tasks.claim(prediction.pk, "task-1") is True
+
+
+def test_it_retries_instead_of_dropping_the_job_when_the_database_is_down(monkeypatch):
+    prediction = PredictionFactory()
+    real_claim, calls = tasks.claim, []
+
+    def unreachable_once(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OperationalError("could not connect to server")
+        return real_claim(*args)
+
+    monkeypatch.setattr(tasks, "claim", unreachable_once)
+    monkeypatch.setattr(tasks.run_prediction, "retry", lambda **kw: retried.append(kw) or Retry())
+    retried = []
+    with pytest.raises(Retry):
+        tasks.run_prediction.run(prediction_pk=prediction.pk)
+    assert retried[0]["max_retries"] is None and isinstance(retried[0]["exc"], OperationalError)
+    prediction.refresh_from_db()
+    assert prediction.status == "queued" and prediction.attempts == 0  # untouched, to be run by the retry
+
+
+def test_it_deletes_the_heatmaps_of_a_result_it_could_not_record(monkeypatch, settings):
+    prediction = PredictionFactory(study__xray="pneumonia-2.jpeg")
+    real = tasks.Prediction.objects.filter
+
+    def failing_write(*args, **kwargs):
+        if "lease_token" in kwargs:  # the final write of the result
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.Prediction.objects, "filter", failing_write)
+    monkeypatch.setattr(tasks.run_prediction, "retry", lambda **kw: Retry())
+    with pytest.raises(Retry):
+        tasks.run_prediction.run(prediction_pk=prediction.pk)
+    assert not heatmap_files(settings)
+    prediction.refresh_from_db()
+    assert prediction.status == "running" and not prediction.heatmap  # the retry (same lease) finishes it
 
 
 def test_it_takes_keyword_arguments_only():

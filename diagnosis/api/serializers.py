@@ -1,5 +1,4 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -98,7 +97,7 @@ class PredictionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Prediction
         fields = [
-            "id", "url", "page_url", "status", "label", "probability", "confidence", "threshold",
+            "id", "url", "page_url", "status", "label", "probability", "confidence", "threshold", "population",
             "ood", "ood_reason", "warnings", "heatmap", "heatmaps", "model", "queued_at", "started_at", "finished_at", "error", "patient", "study", "review",
         ]
         read_only_fields = fields
@@ -181,26 +180,19 @@ class PredictRequestSerializer(serializers.Serializer):
         from ..services import submit_study
 
         data = self.validated_data
-        user = self.context["request"].user
-        with transaction.atomic():
-            patient = data.get("patient")
-            if patient is None:
-                patient, _ = Patient.objects.get_or_create(
-                    owner=user,
-                    mrn=data["patient_mrn"],
-                    defaults={
-                        "name": data.get("patient_name", "").strip(),
-                        "sex": data.get("patient_sex", Patient.Sex.UNKNOWN),
-                        "date_of_birth": data.get("patient_date_of_birth"),
-                    },
-                )
-            study, prediction = submit_study(
-                patient=patient,
-                checked_image=data["image"],
-                age_years=data["age"],
-                uploaded_by=user,
-                view=data["view"],
-                notes=data["notes"],
-                source_notes=data["source_notes"],
-            )
+        new_patient = None
+        if data.get("patient") is None:
+            new_patient = {"mrn": data["patient_mrn"], "name": data.get("patient_name", "").strip(),
+                           "sex": data.get("patient_sex", Patient.Sex.UNKNOWN),
+                           "date_of_birth": data.get("patient_date_of_birth")}
+        _, prediction = submit_study(
+            patient=data.get("patient"),
+            new_patient=new_patient,
+            checked_image=data["image"],
+            age_years=data["age"],
+            uploaded_by=self.context["request"].user,
+            view=data["view"],
+            notes=data["notes"],
+            source_notes=data["source_notes"],
+        )
         return prediction

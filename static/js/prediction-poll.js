@@ -50,6 +50,7 @@
       if (bar) bar.style.width = (typeof p.confidence === "number" ? (p.confidence * 100).toFixed(0) : "0") + "%";
       set("probability", num(p.probability, 4));
       set("threshold", num(p.threshold, 4));
+      set("population", p.population || "");
       set("model", (model.name || "") + "@" + (model.weights_sha256 || "").slice(0, 12));
       fillList("warnings", p.warnings);
       if (p.heatmap && window.pneumowebShowHeatmap) window.pneumowebShowHeatmap();

@@ -67,13 +67,26 @@ class PatientAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
     search_fields = ["mrn", "name"]
 
 
+class AdminStyles:
+    # Sizes and overlays come from a stylesheet: the Content-Security-Policy allows no inline style.
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
+
 @admin.register(Study)
-class StudyAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
+class StudyAdmin(AdminStyles, OwnedQuerysetMixin, admin.ModelAdmin):
     visible = staticmethod(visible_studies)
     list_display = ["id", "patient", "age_years", "view", "uploaded_by", "uploaded_at"]
     list_filter = ["view", "uploaded_at"]
     search_fields = ["patient__mrn"]
-    readonly_fields = [f.name for f in Study._meta.fields]
+    # The stored file has no public URL (MEDIA_URL is None): it is shown through the authenticated view.
+    readonly_fields = ["image_link" if f.name == "image" else f.name for f in Study._meta.fields]
+    fields = readonly_fields
+
+    @admin.display(description="Image")
+    def image_link(self, obj):
+        url = reverse("study_image", args=[obj.pk])
+        return format_html('<a href="{}"><img src="{}" alt="X-ray" class="pw-xray"></a>', url, url)
 
     def has_add_permission(self, request):
         return False  # studies come in through the upload form or the API, which validate the image
@@ -99,7 +112,7 @@ class PredictionReviewForm(forms.ModelForm):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
+class PredictionAdmin(AdminStyles, OwnedQuerysetMixin, admin.ModelAdmin):
     visible = staticmethod(visible_predictions)
     form = PredictionReviewForm
     list_display = [
@@ -144,19 +157,17 @@ class PredictionAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
     @admin.display(description="Image")
     def thumbnail(self, obj):
         url = reverse("study_thumbnail", args=[obj.study_id])
-        return format_html('<img src="{}" alt="X-ray" style="height:48px;width:48px;object-fit:cover">', url)
+        return format_html('<img src="{}" alt="X-ray" class="pw-thumbnail">', url)
 
     @admin.display(description="Image")
     def image_preview(self, obj):
         """The X-ray, with the combined heatmap laid over it when the job stored one."""
-        image = format_html('<img src="{}" alt="X-ray" style="display:block;width:320px">',
-                            reverse("study_image", args=[obj.study_id]))
+        image = format_html('<img src="{}" alt="X-ray" class="pw-xray">', reverse("study_image", args=[obj.study_id]))
         if not obj.heatmap:
             return image
         heatmap = reverse("prediction_heatmap", args=[obj.pk, "combined"])
         return format_html(
-            '<div style="position:relative;width:320px">{}<img src="{}" alt="Heatmap" class="heatmap-overlay"'
-            ' style="position:absolute;inset:0;width:100%;height:100%;opacity:.6"></div>'
+            '<div class="pw-overlay">{}<img src="{}" alt="Heatmap" class="heatmap-overlay"></div>'
             '<p>Heatmap: <a href="{}">combined</a> · <a href="{}">CNN</a> · <a href="{}">ViT</a></p>',
             image, heatmap, heatmap, reverse("prediction_heatmap", args=[obj.pk, "cnn"]),
             reverse("prediction_heatmap", args=[obj.pk, "vit"]),

@@ -5,6 +5,9 @@ from .models import AGE_MAX, AGE_MIN, Patient, Study
 from .permissions import writable_patients
 
 
+MRN_TAKEN = "You already have a patient with this MRN."
+
+
 class PatientForm(forms.ModelForm):
     class Meta:
         model = Patient
@@ -18,7 +21,7 @@ class PatientForm(forms.ModelForm):
     def clean_mrn(self):
         mrn = self.cleaned_data["mrn"].strip()
         if Patient.objects.filter(owner=self.owner, mrn=mrn).exclude(pk=self.instance.pk).exists():
-            raise forms.ValidationError("You already have a patient with this MRN.")
+            raise forms.ValidationError(MRN_TAKEN)
         return mrn
 
     def save(self, commit=True):

@@ -27,8 +27,8 @@ def heatmap_response(prediction, branch):
 
 
 def private(response):
-    # Patient images must not sit in shared caches.
-    patch_cache_control(response, private=True, max_age=300)
+    # Patient images must not be kept by any cache (PrivateResponses says so too, for every response).
+    patch_cache_control(response, private=True, no_store=True)
     response["X-Content-Type-Options"] = "nosniff"
     return response
 

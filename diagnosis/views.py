@@ -2,12 +2,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
+from knox.settings import knox_settings
 
-from .forms import PatientForm, UploadForm
+from .forms import MRN_TAKEN, PatientForm, UploadForm
 from .media import heatmap_response, image_response
 from .models import Prediction
 from .permissions import visible_patients, visible_predictions, visible_studies, writable_patients
@@ -46,9 +48,14 @@ def patient_list(request):
 def patient_create(request):
     form = PatientForm(request.POST or None, owner=request.user)
     if request.method == "POST" and form.is_valid():
-        patient = form.save()
-        messages.success(request, f"Patient {patient} created.")
-        return redirect(patient)
+        try:
+            with transaction.atomic():
+                patient = form.save()
+        except IntegrityError:  # the same MRN saved by a concurrent request, after this form's own check
+            form.add_error("mrn", MRN_TAKEN)
+        else:
+            messages.success(request, f"Patient {patient} created.")
+            return redirect(patient)
     return render(request, "diagnosis/patient_form.html", {"form": form})
 
 
@@ -111,15 +118,28 @@ def study_thumbnail(request, pk):
 @login_required
 @require_http_methods(["GET", "POST"])
 def api_token(request):
-    token = Token.objects.filter(user=request.user).first()
+    """Create a token (shown once: only its hash is stored), or revoke them all."""
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
-            Token.objects.filter(user=request.user).delete()
-            messages.success(request, "Your API token was revoked.")
-        else:
-            Token.objects.filter(user=request.user).delete()
-            token = Token.objects.create(user=request.user)
-            messages.success(request, "A new API token was created. Copy it now.")
-            return render(request, "diagnosis/api_token.html", {"token": token, "new_token": token.key})
-        return redirect("api_token")
-    return render(request, "diagnosis/api_token.html", {"token": token})
+            AuthToken.objects.filter(user=request.user).delete()
+            messages.success(request, "Your API tokens were revoked.")
+            return redirect("api_token")
+        instance, token = AuthToken.objects.create(user=request.user, expiry=knox_settings.TOKEN_TTL)
+        messages.success(request, "A new API token was created. Copy it now: it cannot be shown again.")
+        return render(request, "diagnosis/api_token.html",
+                      {"tokens": tokens_of(request.user), "new_token": token, "new_expiry": instance.expiry})
+    return render(request, "diagnosis/api_token.html", {"tokens": tokens_of(request.user)})
+
+
+def tokens_of(user):
+    return AuthToken.objects.filter(user=user).order_by("-created")
+
+
+def not_found(request, exception=None):
+    """404: JSON under /api/ (what API clients parse), the usual page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)

@@ -1,17 +1,19 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from pneumoweb.celery import app as celery_app
 
+from .base import api_client_for
 from .factories import PASSWORD, TINY_TRAINING, PatientFactory, UserFactory, tiny_adults, tiny_kermany, xray_bytes
 
 
 @pytest.fixture(autouse=True)
 def _isolated_media_and_eager_jobs(settings, tmp_path):
+    from django.core.cache import cache
+
     # In-process tests run jobs eagerly; the integration tests start a real worker instead.
     settings.MEDIA_ROOT = tmp_path / "media"
+    cache.clear()  # rate-limit counters must not carry from one test to the next
     celery_app.conf.task_always_eager = True
     celery_app.conf.task_eager_propagates = True
     yield
@@ -41,13 +43,6 @@ def patient(clinician):
 @pytest.fixture
 def foreign_patient(other_clinician):
     return PatientFactory(owner=other_clinician)
-
-
-def api_client_for(user):
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
 
 
 @pytest.fixture

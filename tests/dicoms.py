@@ -69,3 +69,67 @@ def bundled(name):
     from pydicom.data import get_testdata_file
 
     return open(get_testdata_file(name, download=False), "rb").read()
+
+
+def edited(data, **tags):
+    """The DICOM ``data`` with tags set to raw values (written as-is: malformed ones included)."""
+    import pydicom
+    from pydicom import config
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    before = config.settings.reading_validation_mode, config.settings.writing_validation_mode
+    config.settings.reading_validation_mode = config.settings.writing_validation_mode = config.IGNORE
+    try:
+        for keyword, value in tags.items():
+            if value is None:
+                delattr(ds, keyword)
+                continue
+            try:
+                setattr(ds, keyword, value)
+            except ValueError:  # not a value of the tag's VR: written as text, as a broken writer would
+                from pydicom.datadict import tag_for_keyword
+
+                ds.add_new(tag_for_keyword(keyword), "LO", str(value))
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+    finally:
+        config.settings.reading_validation_mode, config.settings.writing_validation_mode = before
+    return buffer.getvalue()
+
+
+def mutations(seed=0):
+    """(name, bytes) of malformed DICOM files: bad tag values, truncations and flipped bytes."""
+    import random
+
+    base = make_dicom(bits=16)
+    out = []
+    for keyword, values in {
+        "WindowWidth": ["0", "-5", "0.5", "abc", ""],
+        "WindowCenter": ["abc", "1e400", "nan"],
+        "NumberOfFrames": ["abc", "0", "-1", "2"],
+        "Rows": [0, 1, 65535],
+        "Columns": [0, 3],
+        "BitsAllocated": [0, 7, 64],
+        "BitsStored": [0, 17],
+        "PixelRepresentation": [2],
+        "SamplesPerPixel": [0, 3],
+        "PhotometricInterpretation": ["", "PALETTE COLOR", "YBR_FULL"],
+        "RescaleSlope": ["abc", "0", "1e308"],
+        "RescaleIntercept": ["nan"],
+        "PatientAge": ["150Y", "999D", "12", "abcd"],
+        "Modality": ["", "XX"],
+    }.items():
+        for value in values:
+            try:
+                out.append((f"{keyword}={value!r}", edited(base, **{keyword: value})))
+            except Exception:  # noqa: BLE001 - pydicom refuses to write some values: nothing to test then
+                continue
+    rng = random.Random(seed)
+    for cut in (140, 200, 400, len(base) // 2, len(base) - 10):
+        out.append((f"truncated at {cut}", base[:cut]))
+    for i in range(10):
+        corrupt = bytearray(base)
+        for _ in range(8):
+            corrupt[rng.randrange(132, 600)] = rng.randrange(256)
+        out.append((f"header bytes flipped #{i}", bytes(corrupt)))
+    return out

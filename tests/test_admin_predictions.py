@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:diagnosis_prediction_changelist")
 EXPORT = reverse("admin:diagnosis_prediction_export")
 CSV_HEADER = [
-    "id", "mrn", "patient", "study", "age_years", "status", "label", "probability", "threshold", "ood", "ood_reason",
+    "id", "mrn", "patient", "study", "age_years", "status", "label", "probability", "threshold", "population", "ood", "ood_reason",
     "warnings",
     "model_name", "model_sha256", "queued_at", "finished_at", "review_verdict", "review_label",
     "review_comment", "reviewed_by", "reviewed_at",

@@ -7,6 +7,7 @@ from PIL import Image
 
 from diagnosis.models import Patient, Prediction, Study
 
+from .base import throttle_rates
 from .factories import xray_bytes
 
 pytestmark = pytest.mark.django_db
@@ -256,23 +257,12 @@ def test_it_rejects_json_bodies(api, patient):
     assert response.status_code == 415
 
 
-def test_it_throttles_predict_requests(api, patient, xray_upload, settings):
-    from django.core.cache import cache
-    from rest_framework.settings import api_settings
-    from rest_framework.throttling import ScopedRateThrottle
-
-    cache.clear()
-    rates = {**api_settings.DEFAULT_THROTTLE_RATES, "predict": "2/min"}
-    original = ScopedRateThrottle.THROTTLE_RATES
-    ScopedRateThrottle.THROTTLE_RATES = rates
-    try:
+def test_it_throttles_predict_requests(api, patient, xray_upload):
+    with throttle_rates(predict="2/min"):
         codes = [
             api.post(URL, {"image": xray_upload(), "age": "3", "patient": patient.pk}, format="multipart").status_code
             for _ in range(3)
         ]
-    finally:
-        ScopedRateThrottle.THROTTLE_RATES = original
-        cache.clear()
     assert codes == [202, 202, 429]
 
 
@@ -340,3 +330,33 @@ def test_it_rejects_ct_and_mr_dicoms(api, patient, settings, name, message):
     assert response.status_code == 400
     assert message in response.json()["image"][0]
     assert_nothing_saved(settings)
+
+
+def test_it_answers_every_malformed_dicom_with_a_400_or_a_202_and_never_half_saves(api, patient, settings):
+    from pathlib import Path
+
+    from diagnosis.models import Study
+
+    from .dicoms import mutations
+
+    answers = {}
+    for name, data in mutations():
+        before = Study.objects.count()
+        response = api.post(URL, {"image": dicom_upload(data), "patient": patient.pk, "age": "40"}, format="multipart")
+        answers[name] = response.status_code
+        assert response.status_code in (202, 400), (name, response.content)
+        if response.status_code == 400:
+            assert response.json()["image"], name
+            assert Study.objects.count() == before, name
+    stored = [p for p in (Path(settings.MEDIA_ROOT) / "studies").rglob("*") if p.is_file()]
+    assert len(stored) == Study.objects.count()  # no file without a row
+    assert answers["WindowWidth='0'"] == 202 and answers["NumberOfFrames='abc'"] == 400
+
+
+def test_it_stores_no_dicom_age_over_120_years(api, patient):
+    from .dicoms import edited, make_dicom
+
+    response = api.post(URL, {"image": dicom_upload(edited(make_dicom(), PatientAge="150Y")), "patient": patient.pk},
+                        format="multipart")
+    assert response.status_code == 400
+    assert "records none" in response.json()["age"][0]  # the invalid age was ignored, so one must be typed

@@ -3,7 +3,7 @@ from django.urls import reverse
 
 from diagnosis.models import Prediction
 
-from .conftest import api_client_for
+from .base import api_client_for
 from .factories import PatientFactory, PredictionFactory, StudyFactory, with_heatmaps
 
 pytestmark = pytest.mark.django_db
@@ -171,3 +171,38 @@ def test_it_does_not_let_a_clinician_review(api, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
     response = api.post(reverse("api:prediction-review", args=[prediction.pk]), {"verdict": "agree"}, format="json")
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"reviewed": "maybe"}, "reviewed"),
+    ({"status": "done"}, "status"),
+    ({"label": "COVID"}, "label"),
+    ({"queued_after": ""}, "queued_after"),
+    ({"patient": ""}, "patient"),
+    ({"queued_before": "yesterday"}, "queued_before"),
+    ({"date": "2026-13-40"}, "date"),
+    ({"patient": "abc"}, "patient"),
+])
+def test_it_refuses_filter_values_it_does_not_know(api, params, field):
+    response = api.get(LIST, params)
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+@pytest.mark.parametrize("moment", ["2000-01-01T00:00:00+14:00", "2000-01-01T00:00:00+16:00",
+                                    "0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"])
+def test_it_reads_any_utc_offset_rfc_3339_allows(api, patient, moment):
+    # PostgreSQL refuses offsets past ±15:59: the filter hands it UTC (clamped at the ends of time).
+    PredictionFactory(study=StudyFactory(patient=patient))
+    response = api.get(LIST, {"queued_after": moment})
+    assert response.status_code == 200
+    assert response.json()["count"] == (0 if moment.startswith("9999") else 1)
+
+
+def test_it_refuses_a_nul_character_anywhere_in_the_query(api):
+    assert api.get(LIST + "?mrn=%00").status_code == 400
+
+
+def test_it_marks_patient_data_not_to_be_stored(api, patient):
+    response = api.get(LIST)
+    assert "no-store" in response["Cache-Control"]

@@ -1,7 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from .conftest import api_client_for
+from .base import api_client_for
 from .factories import StudyFactory, xray_bytes
 
 pytestmark = pytest.mark.django_db
@@ -44,3 +44,22 @@ def test_it_has_no_public_media_url(client, patient, settings):
     study = StudyFactory(patient=patient)
     assert client.get("/media/" + study.image.name).status_code == 404
     assert settings.MEDIA_URL is None
+
+
+def test_it_answers_a_foreign_and_a_nonexistent_patient_filter_alike(api, patient, foreign_patient):
+    StudyFactory(patient=foreign_patient)
+    foreign = api.get(reverse("api:study-list"), {"patient": foreign_patient.pk})
+    missing = api.get(reverse("api:study-list"), {"patient": 999_999})
+    assert foreign.status_code == missing.status_code == 200
+    assert foreign.json() == missing.json() and foreign.json()["count"] == 0
+
+
+@pytest.mark.parametrize("params", [{"view": "XYZ"}, {"patient": "abc"}])
+def test_it_refuses_a_filter_value_it_does_not_know(api, params):
+    response = api.get(reverse("api:study-list"), params)
+    assert response.status_code == 400 and set(response.json()) == set(params)
+
+
+def test_it_serves_images_with_no_store(api, patient):
+    study = StudyFactory(patient=patient)
+    assert "no-store" in api.get(reverse("api:study-image", args=[study.pk]))["Cache-Control"]

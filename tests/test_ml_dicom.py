@@ -75,3 +75,47 @@ def test_it_sniffs_dicom_from_the_content():
     assert sniff_format(make_dicom()[:132]) == "DICOM"
     with pytest.raises(ImageDecodeError, match="JPEG, PNG or DICOM"):
         sniff_format(b"\0" * 128 + b"DICX")
+
+
+@pytest.mark.parametrize("width", ["0", "-5", "0.5"])
+def test_it_shows_the_full_range_when_the_window_is_invalid(width):
+    from .dicoms import edited
+
+    image, info = decode_with_tags(edited(make_dicom(bits=16), WindowCenter="1000", WindowWidth=width))
+    plain = decode_image(make_dicom(bits=16))
+    assert mean_abs_difference(image, np.asarray(plain)) == 0
+    assert any("window" in note for note in info.dicom.notes)
+
+
+def test_it_refuses_a_frame_count_that_is_not_a_number():
+    from .dicoms import edited
+
+    with pytest.raises(ImageDecodeError, match="NumberOfFrames tag is not a whole number"):
+        decode_image(edited(make_dicom(), NumberOfFrames="abc"))
+
+
+@pytest.mark.parametrize("value", ["150Y", "121Y"])
+def test_it_ignores_a_dicom_age_over_120_years_and_says_so(value):
+    from .dicoms import edited
+
+    info = decode_with_tags(edited(make_dicom(), PatientAge=value))[1]
+    assert info.dicom.age_years is None
+    assert any(f"PatientAge ({value}) is not a valid age" in note for note in info.dicom.notes)
+
+
+def test_it_answers_every_malformed_file_with_an_image_or_a_message():
+    from .dicoms import mutations
+
+    cases = mutations()
+    assert len(cases) >= 40
+    outcomes = {}
+    for name, data in cases:
+        try:
+            image, _ = decode_with_tags(data)
+        except ImageDecodeError as exc:
+            assert str(exc) and "Traceback" not in str(exc), name
+            outcomes[name] = "refused"
+        else:  # anything else escaping would be a server error
+            assert image.mode == "L" and min(image.size) >= 1, name
+            outcomes[name] = "read"
+    assert "refused" in outcomes.values() and "read" in outcomes.values()

@@ -10,7 +10,7 @@ import pytest
 
 from ml.constants import DEFAULT_WEIGHTS
 from ml.inference import Predictor
-from ml.ood_corpus import corpus
+from ml.training.ood_corpus import corpus
 from ml.decode import decode_with_tags
 
 VALIDATION = Path(__file__).parent / "fixtures" / "validation"

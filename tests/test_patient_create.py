@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from diagnosis.models import Patient
 
-from .factories import PASSWORD
+from .factories import PASSWORD, PatientFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -90,3 +90,13 @@ def test_it_enforces_csrf(clinician):
     assert client.login(username=clinician.username, password=PASSWORD)
     assert client.post(URL, VALID).status_code == 403
     assert not Patient.objects.exists()
+
+
+def test_it_answers_a_concurrent_duplicate_mrn_with_a_form_error(logged_in, clinician, monkeypatch):
+    from diagnosis.forms import PatientForm
+
+    monkeypatch.setattr(PatientForm, "clean_mrn", lambda self: self.cleaned_data["mrn"])  # the race, as above
+    PatientFactory(owner=clinician, mrn="RACE-2")
+    response = logged_in.post(reverse("patient_create"), {"mrn": "RACE-2", "name": "Ada", "sex": "F"})
+    assert response.status_code == 200
+    assert "You already have a patient with this MRN." in response.content.decode()

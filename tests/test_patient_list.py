@@ -93,3 +93,9 @@ def test_it_tolerates_a_bad_page_number(logged_in, patient):
         response = logged_in.get(URL, {"page": page})
         assert response.status_code == 200, page
         assert patient.name in response.content.decode()
+
+
+def test_it_refuses_a_nul_character_in_the_search_with_a_400(logged_in, patient):
+    response = logged_in.get(URL + "?q=%00")
+    assert response.status_code == 400
+    assert "NUL character" in response.content.decode()

@@ -8,7 +8,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from ml.data import scan_folder
+from ml.training.data import scan_folder
 from ml.evaluate import evaluate
 from ml.inference import Predictor
 from ml.metrics import roc_auc, summary

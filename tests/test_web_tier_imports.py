@@ -42,7 +42,7 @@ print(json.dumps({"statuses": statuses, "heavy": heavy}))
 
 
 def test_it_serves_pages_api_and_uploads_without_importing_torch(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "pneumoweb.settings", "PNEUMOWEB_VAR_DIR": str(tmp_path)}
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "pneumoweb.settings_test", "PNEUMOWEB_VAR_DIR": str(tmp_path)}
     xray = REPO / "tests" / "fixtures" / "xrays" / "normal-1.jpeg"
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(xray)], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=300)

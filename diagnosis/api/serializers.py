@@ -1,14 +1,36 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ..forms import MRN_TAKEN
 from ..images import check_upload, study_fields
 from ..models import AGE_MAX, AGE_MIN, Patient, Prediction, Study
 from ..permissions import writable_patients
 
 
-class PatientSerializer(serializers.ModelSerializer):
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers, booleans and lists instead of turning them into text."""
+
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
+
+
+class PatientSerializer(StrictModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:patient-detail")
     owner = serializers.CharField(source="owner.username", read_only=True)
 
@@ -24,7 +46,7 @@ class PatientSerializer(serializers.ModelSerializer):
         if self.instance:
             clash = clash.exclude(pk=self.instance.pk)
         if clash.exists():
-            raise serializers.ValidationError("You already have a patient with this MRN.")
+            raise serializers.ValidationError(MRN_TAKEN)
         return value
 
 
@@ -127,6 +149,7 @@ class PredictionSerializer(serializers.ModelSerializer):
         return ReviewSerializer(prediction).data if prediction.is_reviewed else None
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class OwnPatientField(serializers.PrimaryKeyRelatedField):
     """Another clinician's patient id is answered exactly like an unknown id."""
 
@@ -144,12 +167,12 @@ class PredictRequestSerializer(serializers.Serializer):
                   "records PatientAge; a given age wins over the file's.",
     )
     patient = OwnPatientField(required=False, help_text="Id of one of your patients.")
-    patient_mrn = serializers.CharField(max_length=64, required=False, help_text="Creates or reuses the patient with this MRN.")
-    patient_name = serializers.CharField(max_length=200, required=False)
+    patient_mrn = StrictCharField(max_length=64, required=False, help_text="Creates or reuses the patient with this MRN.")
+    patient_name = StrictCharField(max_length=200, required=False)
     patient_sex = serializers.ChoiceField(choices=Patient.Sex.choices, required=False)
     patient_date_of_birth = serializers.DateField(required=False)
     view = serializers.ChoiceField(choices=Study.View.choices, default=Study.View.PA)
-    notes = serializers.CharField(required=False, allow_blank=True, default="")
+    notes = StrictCharField(required=False, allow_blank=True, default="")
 
     def validate_image(self, upload):
         try:

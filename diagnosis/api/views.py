@@ -1,20 +1,22 @@
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import filters, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from ..media import heatmap_response, image_response
-from ..models import Prediction
+from ..models import Patient, Prediction, Study
 from ..permissions import can_review, visible_patients, visible_predictions, visible_studies
 from ..services import apply_review, cancel_prediction
-from .filters import PredictionFilter
+from ..throttling import AtomicScopedRateThrottle
+from .filters import PredictionFilter, StudyFilter
 from .serializers import (
+    MRN_TAKEN,
     PatientSerializer,
     PredictionSerializer,
     PredictRequestSerializer,
@@ -39,7 +41,7 @@ class PredictView(APIView):
     """Upload a chest X-ray with the patient's age; the prediction runs asynchronously."""
 
     parser_classes = [MultiPartParser, FormParser]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [AtomicScopedRateThrottle]
     throttle_scope = "predict"
 
     @extend_schema(
@@ -72,7 +74,11 @@ class PatientViewSet(
     mixins.ListModelMixin,
     viewsets.GenericViewSet,
 ):
+    lookup_value_regex = r"[0-9]+"
     serializer_class = PatientSerializer
+    queryset = Patient.objects.none()  # for the schema; requests use get_queryset()
+    # JSON only: a form field cannot tell an empty date of birth from a null one.
+    parser_classes = [JSONParser]
     filter_backends = [filters.SearchFilter, filters.OrderingFilter]
     search_fields = ["mrn", "name"]
     ordering_fields = ["name", "mrn", "created_at"]
@@ -81,17 +87,28 @@ class PatientViewSet(
         return visible_patients(self.request.user).select_related("owner")
 
     def perform_create(self, serializer):
-        serializer.save(owner=self.request.user)
+        save_patient(serializer, owner=self.request.user)
 
     def perform_update(self, serializer):
         if serializer.instance.owner_id != self.request.user.pk:
             raise PermissionDenied("Only the patient's own clinician can edit the record.")
-        serializer.save()
+        save_patient(serializer)
+
+
+def save_patient(serializer, **fields):
+    """Save; the loser of two concurrent saves with one MRN gets the same 400 as a sequential clash."""
+    try:
+        with transaction.atomic():
+            serializer.save(**fields)
+    except IntegrityError:
+        raise ValidationError({"mrn": [MRN_TAKEN]}) from None
 
 
 class StudyViewSet(viewsets.ReadOnlyModelViewSet):
+    lookup_value_regex = r"[0-9]+"
     serializer_class = StudySerializer
-    filterset_fields = ["patient", "view"]
+    queryset = Study.objects.none()  # for the schema; requests use get_queryset()
+    filterset_class = StudyFilter
 
     def get_queryset(self):
         return visible_studies(self.request.user)
@@ -103,7 +120,9 @@ class StudyViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
+    lookup_value_regex = r"[0-9]+"
     serializer_class = PredictionSerializer
+    queryset = Prediction.objects.none()  # for the schema; requests use get_queryset()
     filterset_class = PredictionFilter
 
     def get_queryset(self):

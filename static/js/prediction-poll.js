@@ -1,6 +1,9 @@
 // Polls the prediction API while the job is queued or running and fills in the result
 // in place (no reload). The page carries the API address in #result[data-api-url].
 (function () {
+  // The confidence bar's width comes from a data attribute: the CSP allows no inline style.
+  var initialBar = document.getElementById("confidence-bar");
+  if (initialBar && initialBar.getAttribute("data-width")) initialBar.style.width = initialBar.getAttribute("data-width");
   var result = document.getElementById("result");
   if (!result) return;
   var url = result.getAttribute("data-api-url");

@@ -33,3 +33,45 @@ def require(url, what):
     if in_ci():
         pytest.fail(f"{message} (CI=true: a missing server is a failure)", pytrace=False)
     pytest.skip(message)
+
+
+# --- stopping and starting the machine's servers, for the fault tests ---------------------------
+# The commands the machine's own setup uses to start them (see the environment notes); every test
+# that stops one starts it again in a `finally`.
+
+def _run(command):
+    import subprocess
+
+    return subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
+
+
+def wait_reachable(url, up, timeout=60):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while reachable(url, timeout=0.5) != up:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not {'come up' if up else 'go down'} within {timeout} s")
+        time.sleep(0.2)
+
+
+def stop_postgres():
+    _run("pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -1) main stop -m fast")
+    wait_reachable(POSTGRES_URL, up=False)
+
+
+def start_postgres():
+    _run("pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -1) main start")
+    wait_reachable(POSTGRES_URL, up=True)
+
+
+def stop_redis():
+    _run("redis-cli -h 127.0.0.1 -p 6379 shutdown nosave")
+    wait_reachable(REDIS_URL, up=False)
+
+
+def start_redis():
+    if not reachable(REDIS_URL):
+        _run('redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '
+             "--dir /var/lib/redis --logfile /var/log/redis/ci.log")
+    wait_reachable(REDIS_URL, up=True)

@@ -148,15 +148,7 @@ class Stack:
         if self.collectstatic:
             self.manage("collectstatic", "--noinput", "--verbosity", "0")
         # Worker and web start while the users are created: the machine has few cores.
-        self.processes["worker"] = self._spawn(
-            "worker",
-            [
-                sys.executable, "-m", "celery", "-A", "pneumoweb", "worker",
-                "--concurrency", "1", "--loglevel", "INFO", "--hostname", f"{self.queue}@%h",
-                # No chatter with other workers on the same Redis (other test runs, a dev stack).
-                "--without-gossip", "--without-mingle", "--without-heartbeat",
-            ],
-        )
+        self.start_worker(wait=False)
         self.processes["web"] = self._spawn(
             "web",
             [
@@ -168,11 +160,36 @@ class Stack:
         for name, role in users:
             self.create_user(name, role)
         wait_until(self._web_answers, START_TIMEOUT, "the web server to answer", interval=0.5, explain=self.explain)
+        self._wait_for_worker()
+        return self
+
+    def start_worker(self, wait=True):
+        """Start (again) the one celery worker; with ``wait``, until it says it is ready."""
+        self._worker_starts = getattr(self, "_worker_starts", 0) + 1
+        self.processes["worker"] = self._spawn(
+            "worker",
+            [
+                sys.executable, "-m", "celery", "-A", "pneumoweb", "worker",
+                "--concurrency", "1", "--loglevel", "INFO", "--hostname", f"{self.queue}-{self._worker_starts}@%h",
+                # No chatter with other workers on the same Redis (other test runs, a dev stack).
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ],
+        )
+        if wait:
+            self._wait_for_worker()
+
+    def _wait_for_worker(self):
         wait_until(
-            lambda: self._alive("worker") and " ready." in self.log("worker"),
+            lambda: self._alive("worker") and self.log("worker").count(" ready.") >= self._worker_starts,
             START_TIMEOUT, "the celery worker to be ready", interval=0.5, explain=self.explain,
         )
-        return self
+
+    def kill_worker(self):
+        """SIGKILL the worker's whole process group (main process and pool): a machine lost mid-job."""
+        worker = self.processes["worker"]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
 
     def stop(self):
         for name in ("web", "worker"):
@@ -286,6 +303,18 @@ class Stack:
                 return conn.execute(sql, params).fetchall()
         with contextlib.closing(sqlite3.connect(self.var_dir / "db.sqlite3", timeout=30)) as conn:
             return conn.execute(sql.replace("%s", "?"), params).fetchall()
+
+    def stored_files(self):
+        """Files under the media folders, as the names rows store ("studies/…", "heatmaps/…")."""
+        return {p.relative_to(self.media_root).as_posix() for folder in ("studies", "heatmaps")
+                for p in (self.media_root / folder).rglob("*") if p.is_file()}
+
+    def named_files(self):
+        """Every file name a row of the stack's database points at."""
+        rows = self.query("SELECT image FROM diagnosis_study")
+        rows += self.query("SELECT heatmap FROM diagnosis_prediction UNION SELECT heatmap_cnn FROM diagnosis_prediction"
+                           " UNION SELECT heatmap_vit FROM diagnosis_prediction")
+        return {name for (name,) in rows if name}
 
     def stored_image(self, prediction_id):
         """Path of the X-ray file the worker will read for this prediction."""

@@ -104,7 +104,8 @@ def wait_until(predicate, timeout, what, interval=0.25, explain=lambda: ""):
 
 
 class Stack:
-    def __init__(self, root, *, database_url=None, broker_url=None, collectstatic=False, extra_env=None):
+    def __init__(self, root, *, database_url=None, broker_url=None, collectstatic=False, extra_env=None,
+                 web_workers=1):
         """``root``: an empty folder. No ``database_url``/``broker_url``: the embedded defaults."""
         self.root = Path(root)
         self.var_dir = self.root / "var"
@@ -114,6 +115,7 @@ class Stack:
         self.database_url = database_url
         self.broker_url = broker_url
         self.collectstatic = collectstatic
+        self.web_workers = web_workers
         self.queue = f"pw-e2e-{uuid.uuid4().hex[:10]}"
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -153,7 +155,7 @@ class Stack:
             "web",
             [
                 sys.executable, "-m", "gunicorn", "pneumoweb.wsgi",
-                "--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--timeout", "60",
+                "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.web_workers), "--timeout", "60",
                 "--access-logfile", "-",
             ],
         )

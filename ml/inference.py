@@ -161,30 +161,55 @@ class Predictor:
 
         With ``explain``, an accepted image also gets its heatmaps, from the same forward pass.
         """
-        warnings = intended_use_warnings(self.card, age_years=age, view=view)
-        point = self.point(age)
-        reason = image_check(image, info)
-        if reason:
-            return Assessment(ood=True, ood_reason=reason, warnings=warnings)
-        images = image_to_tensor(image, self.model.config)[None].to(self.device, memory_format=self.layout)
-        ages = self.model_ages([age]).to(self.device)
+        return self.assess_batch([(image, info, age, view)], explain=explain)[0]
+
+    def assess_batch(self, items, *, explain=False):
+        """:meth:`assess` for several studies at once: items are (image, SourceInfo or None, age, view).
+
+        One forward pass (and, with ``explain``, one partial backward pass) serves every study that
+        passes the image checks; each study still gets its own checks, gate decision, operating point,
+        warnings and heatmaps, exactly as :meth:`assess` alone would give them.
+        """
+        answers = [None] * len(items)
+        accepted = []
+        for index, (image, info, age, view) in enumerate(items):
+            warnings = intended_use_warnings(self.card, age_years=age, view=view)
+            reason = image_check(image, info)
+            answers[index] = Assessment(ood=bool(reason), ood_reason=reason or "", warnings=warnings)
+            if not reason:
+                accepted.append(index)
+        if not accepted:
+            return answers
+        images = torch.stack([image_to_tensor(items[i][0], self.model.config) for i in accepted])
+        images = images.to(self.device, memory_format=self.layout)
+        ages = self.model_ages([items[i][2] for i in accepted]).to(self.device)
         if explain:
-            features, logit, heatmaps_for = traced_forward(self.model, images, ages)
+            features, logits, heatmaps_for = traced_forward(self.model, images, ages)
         else:
             with torch.inference_mode():
                 features = self.model.image_features(images)
-                logit = self.model.fuse(features, ages)[0]
-        if self.gate is not None:
-            [(rejected, reason, _, _)] = self.gate.decide(torch.cat(features, 1).float().cpu())
+                logits = self.model.fuse(features, ages)
+        decisions = (self.gate.decide(torch.cat(features, 1).float().cpu()) if self.gate is not None
+                     else [(False, "", None, None)] * len(accepted))
+        labels = []
+        for index, logit, (rejected, reason, _, _) in zip(accepted, logits.float().cpu().tolist(), decisions):
+            answer = answers[index]
             if rejected:
-                return Assessment(ood=True, ood_reason=reason, warnings=warnings)
-        elif self.trained:
-            warnings.append("This model has no learned out-of-distribution check: only the image checks ran.")
-        probability = torch.sigmoid(logit.float() / point.temperature).item()
-        label = PNEUMONIA if probability >= point.threshold else NORMAL
-        heatmaps = heatmaps_for(toward_pneumonia=label == PNEUMONIA) if explain else None
-        return Assessment(probability=probability, label=label, ood=False, warnings=warnings, heatmaps=heatmaps,
-                          population=point.population, threshold=point.threshold)
+                answer.ood, answer.ood_reason = True, reason
+                labels.append(False)
+                continue
+            if self.gate is None and self.trained:
+                answer.warnings.append("This model has no learned out-of-distribution check: only the image checks ran.")
+            point = self.point(items[index][2])
+            answer.probability = torch.sigmoid(torch.tensor(logit / point.temperature)).item()
+            answer.label = PNEUMONIA if answer.probability >= point.threshold else NORMAL
+            answer.population, answer.threshold = point.population, point.threshold
+            labels.append(answer.label == PNEUMONIA)
+        if explain and any(not answers[i].ood for i in accepted):
+            for index, heatmaps in zip(accepted, heatmaps_for(labels)):
+                if not answers[index].ood:
+                    answers[index].heatmaps = heatmaps
+        return answers
 
     def explain(self, image, *, age=None, label=PNEUMONIA):
         """Heatmaps (combined, CNN Grad-CAM, ViT attention rollout) for the label given to this image."""

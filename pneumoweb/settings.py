@@ -49,6 +49,14 @@ def env_int(name, default):
         raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
 
 
+def env_float(name, default):
+    value = env(name, str(default))
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
+
+
 VAR_DIR = Path(env("PNEUMOWEB_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -255,6 +263,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # The transport polls its folder; kombu's default second would be most of an upload's wait.
+        "polling_interval": env_float("PNEUMOWEB_FILESYSTEM_POLL_SECONDS", 0.05),
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -286,6 +296,12 @@ PNEUMOWEB_TASK_HARD_TIME_LIMIT = env_int("PNEUMOWEB_TASK_HARD_TIME_LIMIT", 150)
 # HEARTBEAT seconds; one not renewed for LEASE seconds lost its worker and is queued again. The
 # reconciler runs every RECONCILE seconds in each worker (0 turns it off) and re-sends a queued job
 # whose message went out more than RESEND_AFTER seconds ago (a broker that lost its data).
+# Dynamic batching on the worker: a job takes up to BATCH_SIZE queued studies (waiting at most
+# BATCH_WAIT_MS for them) through one forward pass; 1 runs each study alone.
+PNEUMOWEB_BATCH_SIZE = env_int("PNEUMOWEB_BATCH_SIZE", 8)
+PNEUMOWEB_BATCH_WAIT_MS = env_int("PNEUMOWEB_BATCH_WAIT_MS", 0)
+if PNEUMOWEB_BATCH_SIZE < 1:
+    raise ImproperlyConfigured("PNEUMOWEB_BATCH_SIZE must be at least 1")
 PNEUMOWEB_HEARTBEAT_SECONDS = env_int("PNEUMOWEB_HEARTBEAT_SECONDS", 5)
 PNEUMOWEB_LEASE_SECONDS = env_int("PNEUMOWEB_LEASE_SECONDS", 30)
 PNEUMOWEB_RECONCILE_SECONDS = env_int("PNEUMOWEB_RECONCILE_SECONDS", 10)

@@ -163,13 +163,13 @@ def heatmap_files(settings):
 
 def test_it_lets_a_cancellation_during_the_run_win_and_keeps_no_heatmap(monkeypatch, settings):
     prediction = PredictionFactory()
-    real_assess = get_predictor().assess
+    real_assess = get_predictor().assess_batch
 
     def cancel_then_assess(*args, **kwargs):
         Prediction.objects.filter(pk=prediction.pk).update(status=Prediction.Status.CANCELLED)
         return real_assess(*args, **kwargs)
 
-    monkeypatch.setattr(get_predictor(), "assess", cancel_then_assess)
+    monkeypatch.setattr(get_predictor(), "assess_batch", cancel_then_assess)
     prediction = run(prediction)
     assert prediction.status == Prediction.Status.CANCELLED
     assert prediction.probability is None and not prediction.heatmap
@@ -249,3 +249,57 @@ def test_it_is_configured_for_redelivery_and_time_limits(settings):
     assert task.reject_on_worker_lost is True
     assert task.soft_time_limit == settings.PNEUMOWEB_TASK_SOFT_TIME_LIMIT
     assert task.time_limit == settings.PNEUMOWEB_TASK_HARD_TIME_LIMIT > task.soft_time_limit
+
+
+# --- dynamic batching ------------------------------------------------------------------------
+
+
+def test_one_message_runs_a_batch_of_queued_studies_each_answered_as_alone(settings):
+    settings.PNEUMOWEB_BATCH_SIZE = 4
+    xrays = ["normal-1.jpeg", "pneumonia-1.jpeg", "normal-2.jpeg", "pneumonia-2.jpeg", "normal-1.jpeg"]
+    predictions = [PredictionFactory(study__xray=name) for name in xrays]
+    run(predictions[0])
+    states = [Prediction.objects.get(pk=p.pk) for p in predictions]
+    assert [p.status for p in states] == ["succeeded"] * 4 + ["queued"]  # the oldest three joined the first
+    assert len({p.lease_token for p in states[:4]}) == 1
+    settings.PNEUMOWEB_BATCH_SIZE = 1
+    for alone in [PredictionFactory(study__xray=name) for name in xrays[:4]]:
+        alone = run(alone)
+        batched = next(p for p, name in zip(states, xrays) if name == alone.study.original_filename)
+        assert alone.probability == pytest.approx(batched.probability, abs=1e-4) and alone.label == batched.label
+        assert Path(alone.heatmap.path).stat().st_size > 0 and Path(batched.heatmap.path).exists()
+
+
+def test_one_unreadable_study_fails_alone_and_its_batch_mates_succeed(settings):
+    settings.PNEUMOWEB_BATCH_SIZE = 3
+    first, broken, third = PredictionFactory(), PredictionFactory(), PredictionFactory()
+    with open(broken.study.image.path, "wb") as fh:
+        fh.write(b"garbage")
+    run(first)
+    first, broken, third = (Prediction.objects.get(pk=p.pk) for p in (first, broken, third))
+    assert (first.status, third.status) == ("succeeded", "succeeded")
+    assert broken.status == "failed" and "JPEG, PNG or DICOM" in broken.error
+
+
+def test_a_batch_size_of_one_runs_only_the_message_s_own_study(settings):
+    settings.PNEUMOWEB_BATCH_SIZE = 1
+    first, other = PredictionFactory(), PredictionFactory()
+    run(first)
+    assert Prediction.objects.get(pk=other.pk).status == "queued"
+
+
+def test_a_message_for_a_study_another_batch_runs_does_nothing():
+    mine = PredictionFactory(status="running", lease_token="other-batch", heartbeat_at=timezone.now(), attempts=1)
+    assert tasks.claim_batch(mine.pk, "me", size=8, wait_ms=0) == []
+    mine.refresh_from_db()
+    assert mine.lease_token == "other-batch" and mine.attempts == 1
+
+
+def test_a_batch_never_takes_finished_or_hopeless_predictions():
+    first = PredictionFactory()
+    finished = [PredictionFactory(status=status) for status in ("failed", "cancelled")]
+    hopeless = PredictionFactory(attempts=tasks.MAX_ATTEMPTS)
+    claimed = tasks.claim_batch(first.pk, "me", size=8, wait_ms=0)
+    assert claimed == [first.pk]
+    assert all(Prediction.objects.get(pk=p.pk).status in ("failed", "cancelled") for p in finished)
+    assert Prediction.objects.get(pk=hopeless.pk).status == "queued"  # the reconciler or its own message fails it

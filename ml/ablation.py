@@ -11,6 +11,9 @@ Two measurements:
   backbones — the offline pretrained ones and the checkpoint's own — with the same balanced
   weights, loss and selection as ``ml.train``'s probe. Fine-tuning a model per subset costs hours
   on a CPU; this costs minutes.
+- **Shift proxies** (leave one source out): fusion layers fitted on one source's training films
+  only, measured on the other source's validation films, beside the same layers fitted on both.
+  A model of children is a poor model of adults and back: this says how poor, on fixed features.
 - **The shipped model with its age masked**: the checkpoint itself, with every recorded age fed
   to it, and with every age fed as missing; AUC per source and on the adult validation films.
 
@@ -55,8 +58,26 @@ def aucs(samples, logits):
     return {name: roc_auc(labels[index], np.asarray(logits)[index]) for name, index in groups(samples).items()}
 
 
+def fit_and_score(config, branches, train, train_features, val, val_features, args, select_on=None):
+    """AUCs on ``val`` of fresh fusion layers fitted on ``train``'s fixed features (epoch chosen on ``select_on``)."""
+    seed_everything(args.seed)
+    model = HybridNet(replace(config, branches=branches))
+    keep = {name: train_features[name] for name in model.image_branches}
+    for name, head in getattr(model, "heads", {}).items():
+        head.set_statistics(keep[name])
+    chooser, chooser_features = select_on or (val, val_features)
+    fit_heads(model, feature_set(keep, train), feature_set({n: chooser_features[n] for n in keep}, chooser),
+              weights=D.balance_weights(train), epochs=args.epochs, seed=args.seed, log=None)
+    return aucs(val, fused_logits(model, feature_set({n: val_features[n] for n in keep}, val)))
+
+
+def rows_of(samples, features, keep):
+    index = [i for i, s in enumerate(samples) if keep(s)]
+    return [samples[i] for i in index], {name: f[index] for name, f in features.items()}
+
+
 def heads_on_features(backbones, train, val, args):
-    """One row per branch subset: AUCs of fusion layers fitted on ``backbones``' fixed features."""
+    """Rows per branch subset, and the leave-one-source-out rows, on ``backbones``' fixed features."""
     common = {"workers": args.workers, "cache_dir": args.cache}
     train_features = extract(backbones, train, desc="train features", **common)
     val_features = extract(backbones, val, desc="val features", **common)
@@ -64,17 +85,24 @@ def heads_on_features(backbones, train, val, args):
     for branches in SUBSETS:
         if not set(branches) - {"age"} <= set(backbones.image_branches):
             continue
-        seed_everything(args.seed)
-        model = HybridNet(replace(backbones.config, branches=branches))
-        keep = {name: train_features[name] for name in model.image_branches}
-        for name, head in getattr(model, "heads", {}).items():
-            head.set_statistics(keep[name])
-        fit_heads(model, feature_set(keep, train), feature_set({n: val_features[n] for n in keep}, val),
-                  weights=D.balance_weights(train), epochs=args.epochs, seed=args.seed, log=None)
-        logits = fused_logits(model, feature_set({n: val_features[n] for n in keep}, val))
-        rows.append({"branches": "+".join(branches), "val_auc": aucs(val, logits)})
+        rows.append({"branches": "+".join(branches),
+                     "val_auc": fit_and_score(backbones.config, branches, train, train_features, val, val_features,
+                                              args)})
         print(format_row(rows[-1]), flush=True)
-    return rows
+    shift = []
+    branches = tuple(b for b in ("cnn", "vit", "age") if b == "age" or b in backbones.image_branches)
+    sources = sorted({s.source for s in train})
+    for held_out in sources if len(sources) > 1 else []:
+        seen = [s for s in sources if s != held_out]
+        one_train, one_train_features = rows_of(train, train_features, lambda s: s.source in seen)
+        seen_val = rows_of(val, val_features, lambda s: s.source in seen)
+        # The epoch is chosen on the sources seen: the held-out source tunes nothing.
+        scored = fit_and_score(backbones.config, branches, one_train, one_train_features, val, val_features, args,
+                               select_on=seen_val)
+        shift.append({"trained_on": "+".join(seen), "held_out": held_out, "branches": "+".join(branches),
+                      "val_auc": scored})
+        print(f"trained on {'+'.join(seen):<8} → {held_out}: " + format_row(shift[-1]), flush=True)
+    return rows, shift
 
 
 def age_masked(model, val, args):
@@ -109,7 +137,9 @@ def main(argv=None):
                "groups": {name: len(index) for name, index in groups(val).items()}}
     for label, backbones in (("pretrained", pretrained), ("checkpoint", model)):
         print(f"-- heads on the {label} backbones' fixed features", file=sys.stderr, flush=True)
-        results[f"heads_on_{label}_features"] = heads_on_features(backbones.eval(), train, val, args)
+        rows, shift = heads_on_features(backbones.eval(), train, val, args)
+        results[f"heads_on_{label}_features"] = rows
+        results[f"shift_proxies_{label}"] = shift
     results["checkpoint_age_masked"] = age_masked(model, val, args)
     print(json.dumps(results["checkpoint_age_masked"], indent=2))
     if args.out:

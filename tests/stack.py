@@ -105,7 +105,7 @@ def wait_until(predicate, timeout, what, interval=0.25, explain=lambda: ""):
 
 class Stack:
     def __init__(self, root, *, database_url=None, broker_url=None, collectstatic=False, extra_env=None,
-                 web_workers=1):
+                 web_workers=1, worker_concurrency=1):
         """``root``: an empty folder. No ``database_url``/``broker_url``: the embedded defaults."""
         self.root = Path(root)
         self.var_dir = self.root / "var"
@@ -116,6 +116,7 @@ class Stack:
         self.broker_url = broker_url
         self.collectstatic = collectstatic
         self.web_workers = web_workers
+        self.worker_concurrency = worker_concurrency
         self.queue = f"pw-e2e-{uuid.uuid4().hex[:10]}"
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -172,7 +173,8 @@ class Stack:
             "worker",
             [
                 sys.executable, "-m", "celery", "-A", "pneumoweb", "worker",
-                "--concurrency", "1", "--loglevel", "INFO", "--hostname", f"{self.queue}-{self._worker_starts}@%h",
+                "--concurrency", str(self.worker_concurrency), "--loglevel", "INFO",
+                "--hostname", f"{self.queue}-{self._worker_starts}@%h",
                 # No chatter with other workers on the same Redis (other test runs, a dev stack).
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
             ],

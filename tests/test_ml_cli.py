@@ -199,6 +199,9 @@ def test_it_ablates_branches_and_age_on_pretrained_and_trained_backbones(trained
     # The tiny checkpoint was trained without a ViT: only its CNN (with and without age) can be ablated.
     assert {row["branches"] for row in results["heads_on_checkpoint_features"]} == {"cnn", "cnn+age", "age"}
     assert results["groups"] == {"kermany": 2, "nih": 2, "adult": 2}
+    shift = results["shift_proxies_pretrained"]
+    assert {(row["trained_on"], row["held_out"]) for row in shift} == {("kermany", "nih"), ("nih", "kermany")}
+    assert all(0 <= auc <= 1 for row in shift for auc in row["val_auc"].values())
     masked = results["checkpoint_age_masked"]
     assert set(masked) == {"with_recorded_ages", "ages_fed_as_missing"}
     assert set(masked["with_recorded_ages"]) == {"kermany", "nih", "adult"}

@@ -235,3 +235,29 @@ class Prediction(models.Model):
                 continue
             if getattr(self, field.attname) != stored[field.attname]:
                 raise ValueError(f"A {stored['status']} prediction is immutable except for its review ({field.name}).")
+
+
+def report_upload_to(instance, filename):
+    return f"reports/{timezone.now():%Y/%m}/{uuid.uuid4().hex}.pdf"
+
+
+class Report(models.Model):
+    """One version of a finished prediction's report: a PDF and a FHIR R4 DiagnosticReport.
+
+    Version 1 is written the first time the report is asked for; a review recorded later makes the
+    next request write a new version, and every earlier one stays as it was (``diagnosis/reports.py``).
+    """
+
+    prediction = models.ForeignKey(Prediction, on_delete=models.PROTECT, related_name="reports")
+    version = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    review_state = models.JSONField(default=dict, blank=True, help_text="The review the version was written with.")
+    pdf = models.FileField(upload_to=report_upload_to, max_length=255)
+    fhir = models.JSONField(help_text="FHIR R4 DiagnosticReport (with its Observation, Patient and Device contained).")
+
+    class Meta:
+        ordering = ["prediction", "-version"]
+        constraints = [models.UniqueConstraint(fields=["prediction", "version"], name="one_report_per_version")]
+
+    def __str__(self):
+        return f"Report v{self.version} of prediction {self.prediction_id}"

@@ -1,18 +1,25 @@
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Case, IntegerField, Q, Value, When
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
+from django.db.models import Case, IntegerField, Q, Value, When
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from knox.models import AuthToken
 from knox.settings import knox_settings
 
+from . import audit, charts
+from .api.filters import MonitoringFilter
 from .forms import MRN_TAKEN, PatientForm, UploadForm
-from .media import heatmap_response, image_response
+from .media import heatmap_response, image_response, private
+from .monitoring import monitor
 from .models import Prediction
-from .permissions import visible_patients, visible_predictions, visible_studies, writable_patients
+from .permissions import is_reviewer, visible_patients, visible_predictions, visible_studies, writable_patients
 from .services import submit_study
 
 
@@ -62,6 +69,7 @@ def patient_create(request):
 @login_required
 def patient_detail(request, pk):
     patient = get_object_or_404(visible_patients(request.user), pk=pk)
+    audit.record(request, "view", patient)
     predictions = visible_predictions(request.user).filter(study__patient=patient)
     return render(
         request,
@@ -96,17 +104,22 @@ def upload(request):
 @login_required
 def prediction_detail(request, pk):
     prediction = get_object_or_404(visible_predictions(request.user), pk=pk)
+    audit.record(request, "view", prediction)
     return render(request, "diagnosis/prediction_detail.html", {"prediction": prediction})
 
 
 @login_required
 def study_image(request, pk):
-    return image_response(get_object_or_404(visible_studies(request.user), pk=pk))
+    study = get_object_or_404(visible_studies(request.user), pk=pk)
+    audit.record(request, "download", study, what="X-ray image")
+    return image_response(study)
 
 
 @login_required
 def prediction_heatmap(request, pk, branch):
-    return heatmap_response(get_object_or_404(visible_predictions(request.user), pk=pk), branch)
+    prediction = get_object_or_404(visible_predictions(request.user), pk=pk)
+    audit.record(request, "download", prediction, what=f"{branch} heatmap")
+    return heatmap_response(prediction, branch)
 
 
 @login_required
@@ -143,3 +156,48 @@ def not_found(request, exception=None):
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
     return page_not_found(request, exception)
+
+
+def reviewer_or_admin(user):
+    return user.is_active and (is_reviewer(user) or user.is_superuser)
+
+
+@login_required
+def monitoring(request):
+    """Performance in use per model version and population (reviewers and administrators)."""
+    if not reviewer_or_admin(request.user):
+        raise PermissionDenied
+    filters = MonitoringFilter(request.GET, queryset=Prediction.objects.all())
+    groups = monitor(filters.qs) if filters.is_valid() else []
+    query = request.GET.urlencode()
+    for group in groups:
+        group["cells"] = [group[key] for key in ("refusal_rate", "reviewed_fraction", "agreement", "sensitivity",
+                                                 "specificity", "ppv", "npv")]
+        group["chart"] = "?" + urlencode({**request.GET.dict(), "model": group["model"]["name"],
+                                          "sha": group["model"]["weights_sha256"], "population": group["population"]})
+    return render(request, "diagnosis/monitoring.html", {"filters": filters, "groups": groups, "query": query})
+
+
+@login_required
+def monitoring_chart(request):
+    if not reviewer_or_admin(request.user):
+        raise PermissionDenied
+    filters = MonitoringFilter({k: v for k, v in request.GET.items() if k != "sha"}, queryset=Prediction.objects.all())
+    if not filters.is_valid():
+        return HttpResponseBadRequest("Invalid filters.")
+    rows = filters.qs.filter(model_sha256=request.GET.get("sha", ""))
+    groups = monitor(rows)
+    if not groups:
+        raise Http404("No predictions of this model version and population in the period.")
+    group = groups[0]
+    title = f"{group['model']['name']} · {group['population']}"
+    return private(HttpResponse(charts.distribution_png(group["probability_histogram"], title), content_type="image/png"))
+
+
+@login_required
+def patient_trend(request, pk):
+    patient = get_object_or_404(visible_patients(request.user), pk=pk)
+    finished = visible_predictions(request.user).filter(study__patient=patient, status=Prediction.Status.SUCCEEDED)
+    points = [(p.study.uploaded_at, p.probability, p.threshold, p.label)
+              for p in finished.order_by("study__uploaded_at")]
+    return private(HttpResponse(charts.trend_png(points, f"{patient.name} ({patient.mrn})"), content_type="image/png"))

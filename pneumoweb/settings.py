@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "knox",
     "axes",
+    "auditlog",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -104,6 +105,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "diagnosis.audit.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "diagnosis.middleware.DatabaseUnavailable",
@@ -303,6 +305,9 @@ PNEUMOWEB_BATCH_WAIT_MS = env_int("PNEUMOWEB_BATCH_WAIT_MS", 0)
 if PNEUMOWEB_BATCH_SIZE < 1:
     raise ImproperlyConfigured("PNEUMOWEB_BATCH_SIZE must be at least 1")
 PNEUMOWEB_HEARTBEAT_SECONDS = env_int("PNEUMOWEB_HEARTBEAT_SECONDS", 5)
+# Monitoring: a population stability index of P(pneumonia) against validation above this is an alert
+# (0.1–0.25 is usually read as a moderate shift, above 0.25 as a major one).
+PNEUMOWEB_DRIFT_PSI_ALERT = env_float("PNEUMOWEB_DRIFT_PSI_ALERT", 0.25)
 PNEUMOWEB_LEASE_SECONDS = env_int("PNEUMOWEB_LEASE_SECONDS", 30)
 PNEUMOWEB_RECONCILE_SECONDS = env_int("PNEUMOWEB_RECONCILE_SECONDS", 10)
 PNEUMOWEB_RESEND_AFTER_SECONDS = env_int("PNEUMOWEB_RESEND_AFTER_SECONDS", 60)

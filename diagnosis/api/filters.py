@@ -73,3 +73,14 @@ class StudyFilter(StrictFilterSet):
     class Meta:
         model = Study
         fields = ["patient", "view"]
+
+
+class MonitoringFilter(StrictFilterSet):
+    since = django_filters.DateFilter(field_name="queued_at", lookup_expr="date__gte", label="From (date)")
+    until = django_filters.DateFilter(field_name="queued_at", lookup_expr="date__lte", label="Until (date)")
+    model = django_filters.CharFilter(field_name="model_name", label="Model name")
+    population = django_filters.CharFilter(label="Population")
+
+    class Meta:
+        model = Prediction
+        fields = ["since", "until", "model", "population"]

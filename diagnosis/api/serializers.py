@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from ..forms import MRN_TAKEN
 from ..images import check_upload, study_fields
-from ..models import AGE_MAX, AGE_MIN, Patient, Prediction, Study
+from ..models import AGE_MAX, AGE_MIN, Patient, Prediction, Report, Study
 from ..permissions import writable_patients
 
 
@@ -110,6 +110,8 @@ class PredictionSerializer(serializers.ModelSerializer):
     review = serializers.SerializerMethodField()
     heatmap = serializers.SerializerMethodField()
     heatmaps = serializers.SerializerMethodField()
+    report = serializers.SerializerMethodField()
+    fhir = serializers.SerializerMethodField()
     warnings = serializers.ListField(
         child=serializers.CharField(), read_only=True,
         help_text="Intended-use warnings (e.g. age outside the validated range, a lateral view): the result "
@@ -120,7 +122,7 @@ class PredictionSerializer(serializers.ModelSerializer):
         model = Prediction
         fields = [
             "id", "url", "page_url", "status", "label", "probability", "confidence", "threshold", "population",
-            "ood", "ood_reason", "warnings", "heatmap", "heatmaps", "model", "queued_at", "started_at", "finished_at", "error", "patient", "study", "review",
+            "ood", "ood_reason", "warnings", "heatmap", "heatmaps", "report", "fhir", "model", "queued_at", "started_at", "finished_at", "error", "patient", "study", "review",
         ]
         read_only_fields = fields
 
@@ -139,6 +141,21 @@ class PredictionSerializer(serializers.ModelSerializer):
         url = self.context["request"].build_absolute_uri(reverse("api:prediction-heatmap", args=[prediction.pk]))
         return {branch: url if branch == "combined" else f"{url}?branch={branch}"
                 for branch, field in Prediction.HEATMAP_BRANCHES.items() if getattr(prediction, field)}
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_report(self, prediction):
+        """PDF report of the result (latest version); null until the job has an outcome."""
+        return self._outcome_url(prediction, "api:prediction-report")
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_fhir(self, prediction):
+        """FHIR R4 DiagnosticReport of the result (latest version); null until the job has an outcome."""
+        return self._outcome_url(prediction, "api:prediction-fhir")
+
+    def _outcome_url(self, prediction, name):
+        if prediction.status not in Prediction.OUTCOMES:
+            return None
+        return self.context["request"].build_absolute_uri(reverse(name, args=[prediction.pk]))
 
     @extend_schema_field(serializers.URLField)
     def get_page_url(self, prediction):
@@ -219,3 +236,27 @@ class PredictRequestSerializer(serializers.Serializer):
             source_notes=data["source_notes"],
         )
         return prediction
+
+
+class ReportVersionSerializer(serializers.ModelSerializer):
+    reviewed = serializers.SerializerMethodField()
+    pdf = serializers.SerializerMethodField()
+    fhir = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Report
+        fields = ["version", "created_at", "reviewed", "pdf", "fhir"]
+        read_only_fields = fields
+
+    def get_reviewed(self, report) -> bool:
+        return bool(report.review_state)
+
+    @extend_schema_field(serializers.URLField)
+    def get_pdf(self, report):
+        url = reverse("api:prediction-report", args=[report.prediction_id])
+        return self.context["request"].build_absolute_uri(f"{url}?version={report.version}")
+
+    @extend_schema_field(serializers.URLField)
+    def get_fhir(self, report):
+        url = reverse("api:prediction-fhir", args=[report.prediction_id])
+        return self.context["request"].build_absolute_uri(f"{url}?version={report.version}")

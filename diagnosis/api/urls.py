@@ -2,7 +2,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from .auth import ObtainToken, RevokeToken
-from .views import PatientViewSet, PredictionViewSet, PredictView, StudyViewSet
+from .views import MonitoringView, PatientViewSet, PredictionViewSet, PredictView, StudyViewSet
 
 app_name = "api"
 
@@ -16,5 +16,6 @@ urlpatterns = [
     path("predict/", PredictView.as_view(), name="predict"),
     path("auth/token/", ObtainToken.as_view(), name="token"),
     path("auth/revoke/", RevokeToken.as_view(), name="token-revoke"),
+    path("monitoring/", MonitoringView.as_view(), name="monitoring"),
     *router.urls,
 ]

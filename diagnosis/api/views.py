@@ -1,25 +1,34 @@
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.http import FileResponse, JsonResponse
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
 from rest_framework import filters, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..media import heatmap_response, image_response
+from .. import audit
+from ..csv_export import csv_response
+from ..media import heatmap_response, image_response, private
 from ..models import Patient, Prediction, Study
-from ..permissions import can_review, visible_patients, visible_predictions, visible_studies
+from ..monitoring import csv_rows, monitor
+from ..permissions import can_review, is_reviewer, visible_patients, visible_predictions, visible_studies
+from ..reports import NoReport, current_report
 from ..services import apply_review, cancel_prediction
 from ..throttling import AtomicScopedRateThrottle
-from .filters import PredictionFilter, StudyFilter
+from .filters import MonitoringFilter, PredictionFilter, StudyFilter
 from .serializers import (
     MRN_TAKEN,
+    ModelVersionSerializer,
     PatientSerializer,
     PredictionSerializer,
     PredictRequestSerializer,
+    ReportVersionSerializer,
     ReviewSerializer,
     StudySerializer,
 )
@@ -116,7 +125,27 @@ class StudyViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(responses={(200, "image/*"): OpenApiResponse(description="The uploaded image")})
     @action(detail=True, methods=["get"])
     def image(self, request, pk=None):
-        return image_response(self.get_object())
+        study = self.get_object()
+        audit.record(request, "download", study, what="X-ray image")
+        return image_response(study)
+
+
+VERSION = OpenApiParameter("version", int, description="A report version (default: the latest)")
+
+
+def report_version(prediction, version):
+    """The asked version of the prediction's report, or the current one (written if needed); 404 otherwise."""
+    if version in (None, ""):
+        try:
+            return current_report(prediction)
+        except NoReport as exc:
+            raise NotFound(str(exc)) from None
+    if not str(version).isdecimal():
+        raise ValidationError({"version": ["A report version is a whole number."]})
+    report = prediction.reports.filter(version=int(version)).first()
+    if report is None:
+        raise NotFound(f"The prediction has no report version {version}.")
+    return report
 
 
 class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
@@ -128,13 +157,48 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return visible_predictions(self.request.user)
 
+    def retrieve(self, request, *args, **kwargs):
+        prediction = self.get_object()
+        audit.record(request, "view", prediction)
+        return Response(self.get_serializer(prediction).data)
+
     @extend_schema(
         parameters=[OpenApiParameter("branch", str, enum=list(Prediction.HEATMAP_BRANCHES), default="combined")],
         responses={(200, "image/png"): OpenApiResponse(description="Heatmap (CNN Grad-CAM and ViT attention rollout), RGBA PNG to overlay on the X-ray")},
     )
     @action(detail=True, methods=["get"])
     def heatmap(self, request, pk=None):
-        return heatmap_response(self.get_object(), request.query_params.get("branch", "combined"))
+        prediction, branch = self.get_object(), request.query_params.get("branch", "combined")
+        response = heatmap_response(prediction, branch)
+        audit.record(request, "download", prediction, what=f"{branch} heatmap")
+        return response
+
+    @extend_schema(parameters=[VERSION], responses={(200, "application/pdf"): OpenApiResponse(
+        description="The PDF report (the latest version unless `version` is given)")})
+    @action(detail=True, methods=["get"])
+    def report(self, request, pk=None):
+        report = report_version(self.get_object(), request.query_params.get("version"))
+        audit.record(request, "download", report, what="report PDF", version=report.version)
+        return private(FileResponse(report.pdf.open("rb"), content_type="application/pdf",
+                                    filename=f"pneumoweb-prediction-{report.prediction_id}-v{report.version}.pdf"))
+
+    @extend_schema(parameters=[VERSION], responses={(200, "application/fhir+json"): OpenApiResponse(
+        description="FHIR R4 DiagnosticReport (Observation, Patient and Device contained)")})
+    @action(detail=True, methods=["get"])
+    def fhir(self, request, pk=None):
+        report = report_version(self.get_object(), request.query_params.get("version"))
+        audit.record(request, "download", report, what="report FHIR", version=report.version)
+        return private(JsonResponse(report.fhir, content_type="application/fhir+json"))
+
+    @extend_schema(responses={200: ReportVersionSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def reports(self, request, pk=None):
+        """Every version of the report written so far (a review writes a new one; old ones stay)."""
+        prediction = self.get_object()
+        if prediction.status in Prediction.OUTCOMES:
+            current_report(prediction)
+        versions = prediction.reports.order_by("version")
+        return Response(ReportVersionSerializer(versions, many=True, context={"request": request}).data)
 
     @extend_schema(request=None, responses={200: PredictionSerializer, 409: OpenApiResponse(description="Already finished")})
     @action(detail=True, methods=["post"])
@@ -165,3 +229,52 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
         )
         prediction.save()
         return Response(self.get_serializer(prediction).data)
+
+
+class IsReviewer(BasePermission):
+    message = "Monitoring is for reviewers and administrators."
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated and (is_reviewer(request.user)
+                                                                         or request.user.is_superuser))
+
+
+MonitoringGroups = inline_serializer("MonitoringGroup", many=True, fields={
+    "model": ModelVersionSerializer(), "population": serializers.CharField(),
+    "predictions": serializers.IntegerField(), "refusal_rate": serializers.DictField(),
+    "reviewed_fraction": serializers.DictField(), "agreement": serializers.DictField(),
+    "sensitivity": serializers.DictField(), "specificity": serializers.DictField(),
+    "ppv": serializers.DictField(), "npv": serializers.DictField(), "drift": serializers.DictField(),
+    "probability_histogram": serializers.DictField(), "confusion_vs_reviewers": serializers.DictField(),
+    "failed": serializers.IntegerField(),
+})
+
+
+class MonitoringView(APIView):
+    """Performance in use per model version and population, against the reviewers' labels (reviewers, admins)."""
+
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("since", OpenApiTypes.DATE), OpenApiParameter("until", OpenApiTypes.DATE),
+                    OpenApiParameter("model", str), OpenApiParameter("population", str),
+                    OpenApiParameter("export", str, enum=["csv"], description="csv: the same figures as a CSV file")],
+        responses={200: inline_serializer("Monitoring", {"groups": MonitoringGroups,
+                                                         "filters": serializers.DictField()}),
+                   (200, "text/csv"): OpenApiResponse(description="With export=csv")},
+    )
+    def get(self, request):
+        export = request.query_params.get("export")
+        if export not in (None, "csv"):
+            raise ValidationError({"export": ["The only export is csv."]})
+        data = {k: v for k, v in request.query_params.items() if k != "export"}
+        filterset = MonitoringFilter(data, queryset=Prediction.objects.all())
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        groups = monitor(filterset.qs)
+        if export == "csv":
+            audit.record(request, "export", request.user, what="monitoring CSV", query=request.GET.urlencode())
+            return csv_response(csv_rows(groups), "monitoring")
+        return Response({"filters": filterset.form.cleaned_data and {k: str(v) for k, v in
+                                                                     filterset.form.cleaned_data.items() if v},
+                         "groups": groups})

@@ -24,6 +24,7 @@ POPULATIONS = {
 }
 # Sources whose films carry no per-film age, and what their documentation says of the patients' ages.
 DOCUMENTED_AGES = {"kermany": (1.0, 5.0)}
+HISTOGRAM_BINS = 10
 # Other recall floors, reported (not used) so a site can see what more or less sensitivity would cost.
 OPERATING_POINTS = (0.95, 0.98, 0.99, 0.995)
 CALIBRATED_ON = f"validation split per population, weights at {str(SHIPPED_DTYPE).removeprefix('torch.')} as shipped"
@@ -68,10 +69,14 @@ def calibrate_population(logits, labels, min_recall):
     temperature = fit_temperature(logits, labels) if len(set(labels.tolist())) > 1 else 1.0
     probabilities = sigmoid(np.asarray(logits) / temperature)
     threshold = threshold_for_recall(labels, probabilities, min_recall)
+    counts = np.histogram(np.clip(probabilities, 0, 1), bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
     return {
         "temperature": temperature,
         "threshold": threshold,
         "min_recall": min_recall,
+        # What monitoring compares live P(pneumonia) with (a drift statistic per population).
+        "validation_histogram": {"edges": np.linspace(0, 1, HISTOGRAM_BINS + 1).round(2).tolist(),
+                                 "counts": counts.tolist()},
         "threshold_rule": f"best specificity with validation recall >= {min_recall}, midway to the next score",
         "validation_metrics": summary(labels, probabilities, threshold),
         "validation_intervals": bootstrap_intervals(labels, probabilities, threshold),

@@ -59,6 +59,7 @@
       if (p.heatmap && window.pneumowebShowHeatmap) window.pneumowebShowHeatmap();
     }
     if (p.status === "failed") set("error", p.error || "");
+    show("report-links", p.status === "succeeded" || p.status === "rejected");
     show("untrained-warning", (model.name || "").indexOf("untrained") !== -1);
   }
 

@@ -1,0 +1,260 @@
+"""A finished prediction's report: the facts once, rendered as a PDF (ReportLab) and as FHIR R4 (fhir.resources).
+
+``current_report(prediction)`` returns the report for the prediction as it stands: version 1 is
+written the first time it is asked for, and when a review has been recorded (or changed) since
+the last version, a new version is written; every earlier version stays retrievable as it was.
+"""
+
+import io
+from dataclasses import dataclass, field
+
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from PIL import Image
+
+from ml.decode import decode_image
+
+from .models import Prediction, Report
+
+DISCLAIMER = "Decision support, not a diagnosis. A clinician makes the diagnosis."
+SNOMED, LOINC = "http://snomed.info/sct", "http://loinc.org"
+FINDINGS = {  # SNOMED CT codes of what the label says
+    "PNEUMONIA": {"system": SNOMED, "code": "233604007", "display": "Pneumonia"},
+    "NORMAL": {"system": SNOMED, "code": "17621005", "display": "Normal"},
+}
+GENDERS = {"F": "female", "M": "male", "O": "other", "U": "unknown"}
+
+
+class NoReport(Exception):
+    """The prediction has no outcome to report (queued, running, failed or cancelled)."""
+
+
+@dataclass
+class Facts:
+    """Everything a report says, in one place for the PDF and the FHIR resource alike."""
+
+    prediction_id: int
+    version: int
+    generated_at: str
+    patient_name: str
+    mrn: str
+    sex: str
+    date_of_birth: str
+    age_years: str
+    study_date: str
+    view: str
+    status: str
+    label: str
+    probability: float
+    threshold: float
+    population: str
+    warnings: list
+    ood_reason: str
+    model_name: str
+    model_sha256: str
+    review: dict = field(default_factory=dict)
+
+    @property
+    def refused(self):
+        return self.status == Prediction.Status.REJECTED
+
+    def conclusion(self):
+        if self.refused:
+            return ("No answer: the image is not a chest X-ray the model was validated on "
+                    f"({self.ood_reason})")
+        text = (f"AI result: {self.label}, P(pneumonia) {self.probability:.3f} at the {self.population or 'single'} "
+                f"operating point (threshold {self.threshold:.3f}).")
+        if self.review:
+            verdict = "agrees" if self.review["verdict"] == "agree" else "disagrees"
+            final = self.review.get("label") or self.label
+            text += f" Reviewer {self.review['reviewer']} {verdict}: {final}."
+        return text
+
+
+def review_state(prediction):
+    if not prediction.is_reviewed:
+        return {}
+    return {"verdict": prediction.review_verdict, "label": prediction.review_label,
+            "comment": prediction.review_comment,
+            "reviewer": prediction.reviewed_by.get_username() if prediction.reviewed_by else "",
+            "reviewed_at": prediction.reviewed_at.isoformat() if prediction.reviewed_at else ""}
+
+
+def facts_of(prediction, version, review, now):
+    study, patient = prediction.study, prediction.study.patient
+    return Facts(
+        prediction_id=prediction.pk, version=version, generated_at=now.isoformat(timespec="seconds"),
+        patient_name=patient.name, mrn=patient.mrn, sex=patient.sex,
+        date_of_birth=patient.date_of_birth.isoformat() if patient.date_of_birth else "",
+        age_years=str(study.age_years), study_date=study.uploaded_at.isoformat(timespec="seconds"),
+        view=study.get_view_display(), status=prediction.status, label=prediction.label,
+        probability=prediction.probability, threshold=prediction.threshold, population=prediction.population,
+        warnings=list(prediction.warnings), ood_reason=prediction.ood_reason, model_name=prediction.model_name,
+        model_sha256=prediction.model_sha256, review=review,
+    )
+
+
+def current_report(prediction):
+    """The latest report version, written first if none exists or the review changed since."""
+    if prediction.status not in Prediction.OUTCOMES:
+        raise NoReport(f"The prediction is {prediction.status}: there is no result to report yet.")
+    review = review_state(prediction)
+    latest = prediction.reports.order_by("-version").first()
+    if latest is not None and latest.review_state == review:
+        return latest
+    version = (latest.version if latest else 0) + 1
+    now = timezone.now()
+    facts = facts_of(prediction, version, review, now)
+    report = Report(prediction=prediction, version=version, created_at=now, review_state=review,
+                    fhir=fhir_report(facts, amended=latest is not None))
+    report.pdf.save(f"v{version}.pdf", ContentFile(render_pdf(facts, overlay_image(prediction))), save=False)
+    try:
+        with transaction.atomic():
+            report.save()
+    except IntegrityError:  # another request wrote this version at the same moment: theirs stands
+        report.pdf.delete(save=False)
+        return prediction.reports.get(version=version)
+    except BaseException:
+        report.pdf.delete(save=False)
+        raise
+    return report
+
+
+def overlay_image(prediction):
+    """PNG bytes of the X-ray with the combined heatmap over it (the X-ray alone for a refused input)."""
+    with prediction.study.image.open("rb") as fh:
+        xray = decode_image(fh, max_pixels=10**9, min_side=1)
+    xray.thumbnail((640, 640))
+    picture = xray.convert("RGBA")
+    if prediction.heatmap:
+        with prediction.heatmap.open("rb") as fh:
+            heat = Image.open(fh).convert("RGBA").resize(picture.size, Image.Resampling.BILINEAR)
+        picture = Image.alpha_composite(picture, heat)
+    buffer = io.BytesIO()
+    picture.convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# --- PDF ---------------------------------------------------------------------------------------
+
+
+def render_pdf(facts, picture_png):
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.lib.units import cm
+    from reportlab.platypus import Image as PdfImage
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    from xml.sax.saxutils import escape
+
+    styles = getSampleStyleSheet()
+    buffer = io.BytesIO()
+    document = SimpleDocTemplate(buffer, pagesize=A4, title=f"PneumoWeb report {facts.prediction_id} v{facts.version}",
+                                 author="PneumoWeb", leftMargin=2 * cm, rightMargin=2 * cm, topMargin=1.8 * cm,
+                                 bottomMargin=1.8 * cm)
+
+    def p(text, style="BodyText"):
+        return Paragraph(escape(str(text)), styles[style])
+
+    def table(rows):
+        t = Table([[p(k), p(v)] for k, v in rows], colWidths=[5 * cm, 12 * cm])
+        t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+                               ("BACKGROUND", (0, 0), (0, -1), colors.whitesmoke), ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        return t
+
+    story = [p("Chest X-ray: AI decision-support report", "Title"),
+             p(f"Prediction {facts.prediction_id} · report version {facts.version} · generated {facts.generated_at}"),
+             Spacer(1, 0.3 * cm), p("Patient", "Heading2"),
+             table([("Name", facts.patient_name), ("MRN", facts.mrn), ("Sex", GENDERS.get(facts.sex, facts.sex)),
+                    ("Date of birth", facts.date_of_birth or "not recorded"), ("Age at study", f"{facts.age_years} years"),
+                    ("Study date", facts.study_date), ("View", facts.view)]),
+             Spacer(1, 0.3 * cm), p("Result", "Heading2")]
+    if facts.refused:
+        story.append(p("Not a chest X-ray the model was validated on: no PNEUMONIA/NORMAL answer is given.",
+                       "Heading3"))
+        story.append(table([("Why", facts.ood_reason)]))
+    else:
+        story.append(p(f"{facts.label}", "Heading3"))
+        story.append(table([("P(pneumonia), calibrated", f"{facts.probability:.3f}"),
+                            ("Operating point", f"{facts.population or 'single'} (threshold {facts.threshold:.3f})")]))
+    if facts.warnings:
+        story += [Spacer(1, 0.2 * cm), p("Intended-use warnings", "Heading3")] + [p(f"• {w}") for w in facts.warnings]
+    caption = "The X-ray" + ("" if facts.refused else " with the heatmap of where the model looked (CNN Grad-CAM + ViT "
+                                                      "attention rollout)")
+    image = PdfImage(io.BytesIO(picture_png))
+    scale = min(7 * cm / image.imageWidth, 7 * cm / image.imageHeight)
+    image.drawWidth, image.drawHeight = image.imageWidth * scale, image.imageHeight * scale
+    story += [Spacer(1, 0.3 * cm), image, p(caption, "Italic"), Spacer(1, 0.3 * cm), p("Model", "Heading2"),
+              table([("Name", facts.model_name), ("Weights sha256", facts.model_sha256)]),
+              Spacer(1, 0.3 * cm), p("Review", "Heading2")]
+    if facts.review:
+        story.append(table([("Verdict", facts.review["verdict"]), ("Corrected label", facts.review["label"] or "—"),
+                            ("Comment", facts.review["comment"] or "—"), ("Reviewer", facts.review["reviewer"]),
+                            ("Reviewed at", facts.review["reviewed_at"])]))
+    else:
+        story.append(p("Not reviewed."))
+    story += [Spacer(1, 0.5 * cm), p(DISCLAIMER, "Heading3")]
+    document.build(story)
+    return buffer.getvalue()
+
+
+# --- FHIR R4 -----------------------------------------------------------------------------------
+
+
+def fhir_report(facts, *, amended=False):
+    """A FHIR R4 DiagnosticReport with its Observation, Patient and Device contained, validated with fhir.resources."""
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+
+    status = "final" if facts.review else "preliminary"
+    if amended and facts.review:
+        status = "amended"
+    patient = {"resourceType": "Patient", "id": "patient",
+               "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                                    "code": "MR"}]}, "value": facts.mrn}],
+               "name": [{"text": facts.patient_name}], "gender": GENDERS.get(facts.sex, "unknown")}
+    if facts.date_of_birth:
+        patient["birthDate"] = facts.date_of_birth
+    device = {"resourceType": "Device", "id": "device", "deviceName": [{"name": facts.model_name, "type": "model-name"}],
+              "version": [{"value": facts.model_sha256}], "type": {"text": "AI decision-support software"}}
+    observation = {
+        "resourceType": "Observation", "id": "observation", "status": status,
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "imaging"}]}],
+        "code": {"coding": [FINDINGS["PNEUMONIA"]], "text": "AI-estimated probability of pneumonia"},
+        "subject": {"reference": "#patient"}, "device": {"reference": "#device"},
+        "effectiveDateTime": facts.study_date,
+        "note": [{"text": warning} for warning in facts.warnings] or None,
+    }
+    if facts.refused:
+        observation["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                                       "code": "not-applicable"}], "text": facts.ood_reason}
+    else:
+        observation["valueQuantity"] = {"value": round(facts.probability, 6), "unit": "probability",
+                                        "system": "http://unitsofmeasure.org", "code": "1"}
+        observation["interpretation"] = [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+            "code": "POS" if facts.label == "PNEUMONIA" else "NEG"}]}]
+        observation["referenceRange"] = [{"text": f"PNEUMONIA at or above {facts.threshold:.6f} "
+                                                  f"({facts.population or 'single'} operating point)"}]
+    report = {
+        "resourceType": "DiagnosticReport", "id": f"prediction-{facts.prediction_id}-v{facts.version}",
+        "meta": {"versionId": str(facts.version)},
+        "contained": [patient, device, {k: v for k, v in observation.items() if v is not None}],
+        "identifier": [{"system": "urn:pneumoweb:prediction", "value": str(facts.prediction_id)}],
+        "status": status,
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD",
+                                  "display": "Radiology"}]}],
+        "code": {"coding": [{"system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study"},
+                            {"system": SNOMED, "code": "399208008", "display": "Plain chest X-ray"}],
+                 "text": "Chest X-ray, AI pneumonia decision support"},
+        "subject": {"reference": "#patient"},
+        "effectiveDateTime": facts.study_date,
+        "issued": facts.generated_at,
+        "result": [{"reference": "#observation"}],
+        "conclusion": facts.conclusion() + " " + DISCLAIMER,
+    }
+    if not facts.refused:
+        final = (facts.review.get("label") if facts.review else "") or facts.label
+        report["conclusionCode"] = [{"coding": [FINDINGS[final]]}]
+    return DiagnosticReport.model_validate(report).model_dump(mode="json", exclude_none=True)

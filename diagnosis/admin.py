@@ -252,6 +252,14 @@ from auditlog.models import LogEntry  # noqa: E402
 admin.site.unregister(LogEntry)
 
 
+def audit_what(entry):
+    """view / download report PDF / export … for an access, else the change (create, update, delete)."""
+    data = entry.additional_data or {}
+    if entry.action == LogEntry.Action.ACCESS:
+        return " ".join(str(part) for part in (data.get("action", "access"), data.get("what", "")) if part)
+    return entry.get_action_display()
+
+
 @admin.register(LogEntry)
 class AuditTrailAdmin(LogEntryAdmin):
     """Who created, changed, viewed, downloaded, exported or reviewed what, when and from where.
@@ -267,7 +275,7 @@ class AuditTrailAdmin(LogEntryAdmin):
         ("timestamp", lambda e: e.timestamp.isoformat()),
         ("actor", lambda e: e.actor.get_username() if e.actor else ""),
         ("action", lambda e: e.get_action_display()),
-        ("what", lambda e: AuditTrailAdmin.what(e)),
+        ("what", lambda e: audit_what(e)),
         ("object_type", lambda e: e.content_type.model),
         ("object_id", lambda e: e.object_pk),
         ("object", lambda e: e.object_repr),
@@ -286,10 +294,7 @@ class AuditTrailAdmin(LogEntryAdmin):
 
     @admin.display(description="What")
     def what(self, entry):
-        data = entry.additional_data or {}
-        if entry.action == LogEntry.Action.ACCESS:
-            return " ".join(str(part) for part in (data.get("action", "access"), data.get("what", "")) if part)
-        return entry.get_action_display()
+        return audit_what(entry)
 
     def get_urls(self):
         return [path("export.csv", self.admin_site.admin_view(self.export_csv), name="auditlog_logentry_export"),

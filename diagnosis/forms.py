@@ -1,6 +1,8 @@
 from django import forms
 
-from .images import check_upload, study_fields
+from django.conf import settings
+
+from .images import check_each, check_upload, study_fields
 from .models import AGE_MAX, AGE_MIN, Patient, Study
 from .permissions import writable_patients
 
@@ -29,6 +31,24 @@ class PatientForm(forms.ModelForm):
         return super().save(commit=commit)
 
 
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """One or more files in one field: cleans to a list."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        files = [item for item in (data if isinstance(data, (list, tuple)) else [data]) if item]
+        if not files:
+            return [super().clean(None, initial)]  # "This field is required."
+        return [super(MultipleFileField, self).clean(item, initial) for item in files]
+
+
 class UploadForm(forms.Form):
     patient = forms.ModelChoiceField(queryset=Patient.objects.none(), empty_label="Choose a patient…")
     age = forms.DecimalField(
@@ -41,9 +61,9 @@ class UploadForm(forms.Form):
         help_text="May be left empty for a DICOM file that records the patient's age.",
         widget=forms.NumberInput(attrs={"step": "0.01", "min": "0", "max": "120"}),
     )
-    image = forms.FileField(
-        label="Chest X-ray (JPEG, PNG or DICOM)",
-        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,application/dicom,.dcm"}),
+    image = MultipleFileField(
+        label="Chest X-rays (JPEG, PNG or DICOM; choose several to upload them together)",
+        widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,application/dicom,.dcm"}),
     )
     view = forms.ChoiceField(choices=Study.View.choices, initial=Study.View.PA)
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
@@ -53,12 +73,25 @@ class UploadForm(forms.Form):
         self.fields["patient"].queryset = writable_patients(user)
 
     def clean_image(self):
-        return check_upload(self.cleaned_data.get("image"))
+        uploads = self.cleaned_data.get("image") or []
+        limit = settings.PNEUMOWEB_MAX_BATCH_FILES
+        if len(uploads) > limit:
+            raise forms.ValidationError(f"{len(uploads)} files: upload at most {limit} at once.")
+        if len(uploads) == 1:
+            check_upload(uploads[0])  # one file: its message alone, as the field's error
+        return uploads
 
     def clean(self):
+        """Each file becomes its own study; ``accepted`` and ``refused`` say which (one bad file never blocks the rest)."""
         data = super().clean()
-        if "image" in data and "age" not in self.errors:
-            data["age"], data["view"], data["source_notes"] = study_fields(
-                data["image"], age=data.get("age"), view=data.get("view")
-            )
+        if "image" not in data or "age" in self.errors:
+            return data
+        if len(data["image"]) == 1:  # one file: its errors go to the fields they concern, as before batches
+            checked = check_upload(data["image"][0])
+            self.accepted = [(checked, *study_fields(checked, age=data.get("age"), view=data.get("view")))]
+            self.refused = []
+            return data
+        self.accepted, self.refused = check_each(data["image"], age=data.get("age"), view=data.get("view"))
+        if not self.accepted:
+            raise forms.ValidationError([f"{name}: {' '.join(messages)}" for name, messages in self.refused])
         return data

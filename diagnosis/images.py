@@ -103,3 +103,20 @@ def study_fields(checked, *, age, view):
     elif dicom.view_position and dicom_view != view:
         notes.append(f"The DICOM ViewPosition is {dicom.view_position}; the view given ({view}) is used.")
     return age, view, notes
+
+
+def check_each(uploads, *, age, view):
+    """Check several uploads for one patient, each on its own: (accepted, refused).
+
+    accepted: [(CheckedImage, age, view, notes)] ready for ``submit_study``; refused: [(file name,
+    [messages])]. One bad file never refuses the others.
+    """
+    accepted, refused = [], []
+    for upload in uploads:
+        name = getattr(upload, "name", "") or "file"
+        try:
+            checked = check_upload(upload)
+            accepted.append((checked, *study_fields(checked, age=age, view=view)))
+        except ValidationError as exc:
+            refused.append((name, exc.messages))
+    return accepted, refused

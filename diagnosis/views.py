@@ -88,16 +88,15 @@ def upload(request):
     form = UploadForm(request.POST or None, request.FILES or None, user=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        _, prediction = submit_study(
-            patient=data["patient"],
-            checked_image=data["image"],
-            age_years=data["age"],
-            uploaded_by=request.user,
-            view=data["view"],
-            notes=data["notes"],
-            source_notes=data["source_notes"],
-        )
-        return redirect(prediction)
+        predictions = [
+            submit_study(patient=data["patient"], checked_image=checked, age_years=age, uploaded_by=request.user,
+                         view=view, notes=data["notes"], source_notes=notes)[1]
+            for checked, age, view, notes in form.accepted
+        ]
+        if len(predictions) == 1 and not form.refused:
+            return redirect(predictions[0])
+        return render(request, "diagnosis/upload_results.html",
+                      {"patient": data["patient"], "predictions": predictions, "refused": form.refused})
     return render(request, "diagnosis/upload.html", {"form": form})
 
 

@@ -312,3 +312,22 @@ def test_it_rejects_a_ct_dicom_as_a_form_error(logged_in, patient, xray_upload, 
     assert response.status_code == 200
     assert "a CT scan, not a radiograph" in image_errors(response)
     assert_nothing_saved(settings)
+
+
+def test_it_uploads_several_xrays_at_once_each_its_own_study(logged_in, patient, xray_upload):
+    response = logged_in.post(URL, {"patient": patient.pk, "age": "3", "view": "PA", "image": [
+        xray_upload("normal-1.jpeg"), xray_upload(data=b"GIF89a nope", filename="bad.jpg"),
+        xray_upload("pneumonia-1.jpeg")]})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-testid="upload-accepted"' in html and "bad.jpg" in html and "File is not a JPEG" in html
+    assert Study.objects.filter(patient=patient).count() == 2
+    for prediction in Prediction.objects.all():
+        assert prediction.get_absolute_url() in html
+
+
+def test_it_refuses_a_batch_with_no_good_file_as_a_form_error(logged_in, patient, xray_upload):
+    response = logged_in.post(URL, {"patient": patient.pk, "age": "3", "view": "PA", "image": [
+        xray_upload(data=b"GIF89a nope", filename="a.jpg"), xray_upload(data=b"nothing", filename="b.jpg")]})
+    assert response.status_code == 200 and not Study.objects.exists()
+    assert "a.jpg: File is not a JPEG" in response.content.decode()

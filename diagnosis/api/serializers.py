@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.urls import reverse
@@ -6,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..forms import MRN_TAKEN
-from ..images import check_upload, study_fields
+from ..images import check_each, check_upload, study_fields
 from ..models import AGE_MAX, AGE_MIN, Patient, Prediction, Report, Study
 from ..permissions import writable_patients
 
@@ -204,6 +205,9 @@ class PredictRequestSerializer(serializers.Serializer):
             )
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from None
+        return self.resolve_patient(attrs)
+
+    def resolve_patient(self, attrs):
         if attrs.get("patient") and attrs.get("patient_mrn"):
             raise serializers.ValidationError({"patient": "Give either a patient id or patient fields, not both."})
         if not attrs.get("patient"):
@@ -216,18 +220,20 @@ class PredictRequestSerializer(serializers.Serializer):
             attrs["patient_mrn"] = mrn
         return attrs
 
+    def new_patient(self):
+        data = self.validated_data
+        if data.get("patient") is not None:
+            return None
+        return {"mrn": data["patient_mrn"], "name": data.get("patient_name", "").strip(),
+                "sex": data.get("patient_sex", Patient.Sex.UNKNOWN), "date_of_birth": data.get("patient_date_of_birth")}
+
     def save(self):
         from ..services import submit_study
 
         data = self.validated_data
-        new_patient = None
-        if data.get("patient") is None:
-            new_patient = {"mrn": data["patient_mrn"], "name": data.get("patient_name", "").strip(),
-                           "sex": data.get("patient_sex", Patient.Sex.UNKNOWN),
-                           "date_of_birth": data.get("patient_date_of_birth")}
         _, prediction = submit_study(
             patient=data.get("patient"),
-            new_patient=new_patient,
+            new_patient=self.new_patient(),
             checked_image=data["image"],
             age_years=data["age"],
             uploaded_by=self.context["request"].user,
@@ -260,3 +266,42 @@ class ReportVersionSerializer(serializers.ModelSerializer):
     def get_fhir(self, report):
         url = reverse("api:prediction-fhir", args=[report.prediction_id])
         return self.context["request"].build_absolute_uri(f"{url}?version={report.version}")
+
+
+class PredictBatchRequestSerializer(PredictRequestSerializer):
+    """Several X-rays of one patient: each file is checked on its own and becomes its own study."""
+
+    image = None
+    images = serializers.ListField(
+        child=serializers.FileField(), min_length=1,
+        help_text="Chest X-rays (JPEG, PNG or DICOM), the field given once per file; at most "
+                  "PNEUMOWEB_MAX_BATCH_FILES (20) per request.",
+    )
+
+    def validate_images(self, uploads):
+        if len(uploads) > settings.PNEUMOWEB_MAX_BATCH_FILES:
+            raise serializers.ValidationError(f"{len(uploads)} files: upload at most "
+                                              f"{settings.PNEUMOWEB_MAX_BATCH_FILES} at once.")
+        return uploads
+
+    def validate(self, attrs):
+        attrs = self.resolve_patient(attrs)
+        attrs["accepted"], attrs["refused"] = check_each(attrs["images"], age=attrs.get("age"), view=attrs["view"])
+        if not attrs["accepted"]:
+            raise serializers.ValidationError({"images": [f"{name}: {' '.join(messages)}"
+                                                          for name, messages in attrs["refused"]]})
+        return attrs
+
+    def save(self):
+        """(accepted predictions, refused files); the new patient, if any, is created with the first study."""
+        from ..services import submit_study
+
+        data, user = self.validated_data, self.context["request"].user
+        patient, new_patient, predictions = data.get("patient"), self.new_patient(), []
+        for checked, age, view, notes in data["accepted"]:
+            study, prediction = submit_study(patient=patient, new_patient=new_patient, checked_image=checked,
+                                             age_years=age, uploaded_by=user, view=view, notes=data["notes"],
+                                             source_notes=notes)
+            patient, new_patient = study.patient, None
+            predictions.append(prediction)
+        return predictions, data["refused"]

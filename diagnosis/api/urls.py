@@ -2,7 +2,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from .auth import ObtainToken, RevokeToken
-from .views import MonitoringView, PatientViewSet, PredictionViewSet, PredictView, StudyViewSet
+from .views import MonitoringView, PatientViewSet, PredictBatchView, PredictionViewSet, PredictView, StudyViewSet
 
 app_name = "api"
 
@@ -14,6 +14,7 @@ router.register("predictions", PredictionViewSet, basename="prediction")
 
 urlpatterns = [
     path("predict/", PredictView.as_view(), name="predict"),
+    path("predict/batch/", PredictBatchView.as_view(), name="predict-batch"),
     path("auth/token/", ObtainToken.as_view(), name="token"),
     path("auth/revoke/", RevokeToken.as_view(), name="token-revoke"),
     path("monitoring/", MonitoringView.as_view(), name="monitoring"),

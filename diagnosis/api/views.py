@@ -27,6 +27,7 @@ from .serializers import (
     ModelVersionSerializer,
     PatientSerializer,
     PredictionSerializer,
+    PredictBatchRequestSerializer,
     PredictRequestSerializer,
     ReportVersionSerializer,
     ReviewSerializer,
@@ -74,6 +75,43 @@ class PredictView(APIView):
             "study": prediction.study_id,
         }
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+PredictBatchAccepted = inline_serializer("PredictBatchAccepted", {
+    "accepted": inline_serializer("AcceptedStudy", many=True, fields={
+        "file": serializers.CharField(), "id": serializers.IntegerField(), "status": serializers.CharField(),
+        "url": serializers.URLField(), "study": serializers.IntegerField()}),
+    "refused": inline_serializer("RefusedFile", many=True, fields={
+        "file": serializers.CharField(), "errors": serializers.ListField(child=serializers.CharField())}),
+    "patient": serializers.IntegerField(),
+})
+
+
+class PredictBatchView(APIView):
+    """Upload several chest X-rays of one patient; each is its own study and prediction, with its own errors."""
+
+    parser_classes = [MultiPartParser]
+    throttle_classes = [AtomicScopedRateThrottle]
+    throttle_scope = "predict"
+
+    @extend_schema(request=PredictBatchRequestSerializer,
+                   responses={202: PredictBatchAccepted, 400: OpenApiResponse(description="No file was accepted")})
+    def post(self, request):
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + settings.PNEUMOWEB_MAX_BATCH_FILES * settings.PNEUMOWEB_MAX_UPLOAD_BYTES
+        if length > limit:
+            raise ValidationError({"images": [f"Request is too large ({length / 1e6:.1f} MB)."]})
+        serializer = PredictBatchRequestSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        predictions, refused = serializer.save()
+        body = {
+            "patient": predictions[0].study.patient_id,
+            "accepted": [{"file": p.study.original_filename, "id": p.pk, "status": p.status, "study": p.study_id,
+                          "url": request.build_absolute_uri(reverse("api:prediction-detail", args=[p.pk]))}
+                         for p in predictions],
+            "refused": [{"file": name, "errors": messages} for name, messages in refused],
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 class PatientViewSet(
@@ -261,7 +299,7 @@ class MonitoringView(APIView):
                     OpenApiParameter("export", str, enum=["csv"], description="csv: the same figures as a CSV file")],
         responses={200: inline_serializer("Monitoring", {"groups": MonitoringGroups,
                                                          "filters": serializers.DictField()}),
-                   (200, "text/csv"): OpenApiResponse(description="With export=csv")},
+                   (200, "text/csv"): OpenApiResponse(response=OpenApiTypes.STR, description="With export=csv")},
     )
     def get(self, request):
         export = request.query_params.get("export")

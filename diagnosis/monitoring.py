@@ -117,7 +117,7 @@ class Group:
         drift = psi(current, reference) if reference and succeeded >= MIN_FOR_DRIFT else None
         return {
             "model": {"name": self.model_name, "weights_sha256": self.model_sha256},
-            "population": self.population or "—",
+            "population": self.population or None,
             "predictions": self.total,
             "refusal_rate": rate(self.refused, outcomes),
             "failed": self.failed,

@@ -173,7 +173,8 @@ def monitoring(request):
         group["cells"] = [group[key] for key in ("refusal_rate", "reviewed_fraction", "agreement", "sensitivity",
                                                  "specificity", "ppv", "npv")]
         group["chart"] = "?" + urlencode({**request.GET.dict(), "model": group["model"]["name"],
-                                          "sha": group["model"]["weights_sha256"], "population": group["population"]})
+                                          "sha": group["model"]["weights_sha256"],
+                                          "population": group["population"] or ""})
     return render(request, "diagnosis/monitoring.html", {"filters": filters, "groups": groups, "query": query})
 
 
@@ -181,15 +182,17 @@ def monitoring(request):
 def monitoring_chart(request):
     if not reviewer_or_admin(request.user):
         raise PermissionDenied
-    filters = MonitoringFilter({k: v for k, v in request.GET.items() if k != "sha"}, queryset=Prediction.objects.all())
+    filters = MonitoringFilter({k: v for k, v in request.GET.items() if k not in ("sha", "population")},
+                               queryset=Prediction.objects.all())
     if not filters.is_valid():
         return HttpResponseBadRequest("Invalid filters.")
-    rows = filters.qs.filter(model_sha256=request.GET.get("sha", ""))
+    # One group exactly: its version and its population ("" for a model without populations).
+    rows = filters.qs.filter(model_sha256=request.GET.get("sha", ""), population=request.GET.get("population", ""))
     groups = monitor(rows)
     if not groups:
         raise Http404("No predictions of this model version and population in the period.")
     group = groups[0]
-    title = f"{group['model']['name']} · {group['population']}"
+    title = f"{group['model']['name']} · {group['population'] or 'single operating point'}"
     return private(HttpResponse(charts.distribution_png(group["probability_histogram"], title), content_type="image/png"))
 
 

@@ -92,7 +92,7 @@ def test_it_groups_by_model_version_and_population_and_filters(reviewer, patient
     api = api_client_for(reviewer)
     groups = api.get(URL).json()["groups"]
     assert [(g["model"]["name"], g["population"], g["predictions"]) for g in groups] == [
-        ("m-v3", "adult", 3), ("m-v3", "pediatric", 2), ("m-v2", "—", 1)]
+        ("m-v3", "adult", 3), ("m-v3", "pediatric", 2), ("m-v2", None, 1)]
     assert [g["population"] for g in api.get(URL, {"population": "pediatric"}).json()["groups"]] == ["pediatric"]
     assert [g["model"]["name"] for g in api.get(URL, {"model": "m-v2"}).json()["groups"]] == ["m-v2"]
     Prediction.objects.filter(model_name="m-v2").update(queued_at=timezone.now() - timezone.timedelta(days=40))

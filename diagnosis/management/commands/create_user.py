@@ -4,11 +4,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
-ROLES = ("clinician", "reviewer")
+# An administrator is a reviewer who is also a superuser: the audit trail and user management are theirs.
+ROLES = ("clinician", "reviewer", "admin")
 
 
 class Command(BaseCommand):
-    help = "Create (or reset the password of) a clinician or reviewer and print the credentials."
+    help = "Create (or reset the password of) a clinician, reviewer or administrator and print the credentials."
 
     def add_arguments(self, parser):
         parser.add_argument("username")
@@ -18,14 +19,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, username, role, password, email, **options):
         try:
-            group = Group.objects.get(name=role)
+            group = Group.objects.get(name="reviewer" if role == "admin" else role)
         except Group.DoesNotExist:
             raise CommandError(f"Group {role!r} is missing: run `manage.py migrate` first.") from None
         password = password or secrets.token_urlsafe(12)
         user, created = get_user_model().objects.get_or_create(username=username, defaults={"email": email})
         user.set_password(password)
         # Reviewers audit predictions in the admin site, which needs staff status.
-        user.is_staff = role == "reviewer"
+        user.is_staff = role in ("reviewer", "admin")
+        user.is_superuser = role == "admin"
         user.save()
         user.groups.add(group)
         verb = "Created" if created else "Reset password of"

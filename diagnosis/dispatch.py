@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
-from .models import Prediction, Study
+from .models import Prediction, Report, Study
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,11 @@ def sweep_orphans(now=None):
     now = now or time.time()
     grace = settings.PNEUMOWEB_ORPHAN_GRACE_SECONDS
     root = Path(settings.MEDIA_ROOT)
-    named = set(Study.objects.values_list("image", flat=True))
+    named = set(Study.objects.values_list("image", flat=True)) | set(Report.objects.values_list("pdf", flat=True))
     for field in Prediction.HEATMAP_BRANCHES.values():
         named.update(Prediction.objects.exclude(**{field: ""}).values_list(field, flat=True))
     removed = []
-    for folder in ("studies", "heatmaps"):
+    for folder in ("studies", "heatmaps", "reports"):
         for path in (root / folder).rglob("*"):
             if not path.is_file():
                 continue

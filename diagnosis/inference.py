@@ -16,6 +16,8 @@ def get_predictor():
         settings.PNEUMOWEB_MODEL_PATH,
         fallback_preset=settings.PNEUMOWEB_FALLBACK_PRESET,
         device=settings.PNEUMOWEB_DEVICE,
+        precision=settings.PNEUMOWEB_PRECISION,
     )
-    log.info("Loaded model %s (%s) on %s", predictor.name, predictor.weights_sha256[:12], predictor.device)
+    log.info("Loaded model %s (%s) on %s, %s", predictor.name, predictor.weights_sha256[:12], predictor.device,
+             predictor.precision)
     return predictor

@@ -36,7 +36,7 @@ class Heatmaps:
 
 
 def _normalise(cam, size):
-    cam = F.interpolate(cam[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+    cam = F.interpolate(cam.float()[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
     cam = cam - cam.min()
     peak = cam.max()
     return (cam / peak if peak > 0 else cam).detach().cpu().numpy()
@@ -83,7 +83,7 @@ def traced_forward(model, images, ages):
         for row in range(len(logits)):
             maps = {}
             if feature_map is not None:
-                fmap, grad = feature_map[row].detach(), cnn_grad[row]  # (C, h, w)
+                fmap, grad = feature_map[row].detach().float(), cnn_grad[row].float()  # (C, h, w)
                 maps["cnn"] = _normalise(F.relu((grad.mean((1, 2))[:, None, None] * fmap).sum(0)), size)
             if attentions:
                 maps["vit"] = _normalise(_attention_rollout([a[row:row + 1] for a in attentions],
@@ -135,11 +135,11 @@ def _attention_rollout(attentions, grads, vit):
     eye = torch.eye(tokens, device=attentions[0].device)
     first_graded = len(attentions) - len(grads)
     early = eye
-    for attention in attentions[:first_graded]:  # (1, heads, tokens, tokens)
-        early = (0.5 * attention.detach()[0].mean(0) + 0.5 * eye) @ early
+    for attention in attentions[:first_graded]:  # (1, heads, tokens, tokens); float32 even under autocast
+        early = (0.5 * attention.detach()[0].float().mean(0) + 0.5 * eye) @ early
     late = eye
     for attention, grad in zip(attentions[first_graded:], grads):
-        weighted = (grad * attention.detach())[0].clamp(min=0).mean(0)
+        weighted = (grad.float() * attention.detach().float())[0].clamp(min=0).mean(0)
         late = late + weighted @ late
     relevance = late @ early
     return relevance[0, vit.num_prefix_tokens:].reshape(vit.patch_embed.grid_size)

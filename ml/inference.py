@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 PNEUMONIA = "PNEUMONIA"
 NORMAL = "NORMAL"
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def for_inference(model, device):
@@ -76,14 +77,25 @@ class Predictor:
     trained: bool = True
     card: dict = None
     layout: torch.memory_format = torch.channels_last
+    # Autocast dtype for the forward passes: "bf16" by default on CUDA (tensor cores), "fp32" on a CPU.
+    precision: str = "auto"
     gate: OodGate = None  # the learned out-of-distribution check, when the checkpoint carries one
     points: dict = None  # {population: ml.populations.OperatingPoint}
 
     def __post_init__(self):
         self.points = self.points or operating_points(self.card)
+        if self.precision == "auto":
+            self.precision = "bf16" if self.device.type == "cuda" else "fp32"
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {self.precision!r}")
+
+    def autocast(self):
+        """The forward passes' autocast context: bf16/fp16 where asked, a no-op for fp32."""
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(device_type=self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     @classmethod
-    def from_checkpoint(cls, path, device="auto"):
+    def from_checkpoint(cls, path, device="auto", precision="auto"):
         device = pick_device(device)
         model, card, extra = load_checkpoint(path, device=device, with_extra=True)
         return cls(
@@ -92,6 +104,7 @@ class Predictor:
             weights_sha256=card["weights_sha256"],
             card=card,
             gate=OodGate.from_checkpoint(extra, card.get("ood")),
+            precision=precision,
         )
 
     @classmethod
@@ -108,9 +121,9 @@ class Predictor:
         )
 
     @classmethod
-    def load(cls, path, *, fallback_preset=DEFAULT_PRESET, device="auto"):
+    def load(cls, path, *, fallback_preset=DEFAULT_PRESET, device="auto", precision="auto"):
         if path and Path(path).exists():
-            return cls.from_checkpoint(path, device=device)
+            return cls.from_checkpoint(path, device=device, precision=precision)
         log.warning("No checkpoint at %s: serving the untrained %s architecture", path, fallback_preset)
         return cls.untrained(fallback_preset, device=device)
 
@@ -141,8 +154,10 @@ class Predictor:
         if not items:
             return []
         images = torch.stack([image_to_tensor(image, self.model.config) for image, _, _ in items])
-        features = self.model.image_features(images.to(self.device, memory_format=self.layout))
-        logits = self.model.fuse(features, self.model_ages([age for _, _, age in items]).to(self.device))
+        with self.autocast():
+            features = self.model.image_features(images.to(self.device, memory_format=self.layout))
+            logits = self.model.fuse(features, self.model_ages([age for _, _, age in items]).to(self.device))
+        features = [f.float() for f in features]
         reasons = [""] * len(items)
         if gate:
             learned = (self.gate.decide(torch.cat(features, 1).float().cpu()) if self.gate is not None
@@ -184,9 +199,10 @@ class Predictor:
         images = images.to(self.device, memory_format=self.layout)
         ages = self.model_ages([items[i][2] for i in accepted]).to(self.device)
         if explain:
-            features, logits, heatmaps_for = traced_forward(self.model, images, ages)
+            with self.autocast():
+                features, logits, heatmaps_for = traced_forward(self.model, images, ages)
         else:
-            with torch.inference_mode():
+            with torch.inference_mode(), self.autocast():
                 features = self.model.image_features(images)
                 logits = self.model.fuse(features, ages)
         decisions = (self.gate.decide(torch.cat(features, 1).float().cpu()) if self.gate is not None

@@ -255,6 +255,10 @@ PNEUMOWEB_MODEL_PATH = Path(env("PNEUMOWEB_MODEL_PATH", limits.DEFAULT_WEIGHTS))
 # architecture with seeded, untrained weights, labelled as such everywhere.
 PNEUMOWEB_FALLBACK_PRESET = env("PNEUMOWEB_FALLBACK_PRESET", "hybrid")
 PNEUMOWEB_DEVICE = env("PNEUMOWEB_DEVICE", "auto")
+# Autocast of the worker's forward passes: auto = bf16 on CUDA, fp32 on a CPU; or fp32, bf16, fp16.
+PNEUMOWEB_PRECISION = env("PNEUMOWEB_PRECISION", "auto")
+if PNEUMOWEB_PRECISION not in {"auto", "fp32", "bf16", "fp16"}:
+    raise ImproperlyConfigured(f"PNEUMOWEB_PRECISION={PNEUMOWEB_PRECISION!r}: use auto, fp32, bf16 or fp16")
 
 # --- Celery ---------------------------------------------------------------
 _broker_dir = VAR_DIR / "broker"

@@ -310,14 +310,14 @@ class Stack:
 
     def stored_files(self):
         """Files under the media folders, as the names rows store ("studies/…", "heatmaps/…")."""
-        return {p.relative_to(self.media_root).as_posix() for folder in ("studies", "heatmaps")
+        return {p.relative_to(self.media_root).as_posix() for folder in ("studies", "heatmaps", "reports")
                 for p in (self.media_root / folder).rglob("*") if p.is_file()}
 
     def named_files(self):
         """Every file name a row of the stack's database points at."""
         rows = self.query("SELECT image FROM diagnosis_study")
         rows += self.query("SELECT heatmap FROM diagnosis_prediction UNION SELECT heatmap_cnn FROM diagnosis_prediction"
-                           " UNION SELECT heatmap_vit FROM diagnosis_prediction")
+                           " UNION SELECT heatmap_vit FROM diagnosis_prediction UNION SELECT pdf FROM diagnosis_report")
         return {name for (name,) in rows if name}
 
     def stored_image(self, prediction_id):

@@ -123,3 +123,24 @@ def test_it_round_trips_a_checkpoint(predictor, tmp_path):
 def test_it_falls_back_to_the_untrained_architecture_without_a_checkpoint(tmp_path):
     loaded = Predictor.load(tmp_path / "missing.safetensors", fallback_preset="hybrid", device="cpu")
     assert loaded.trained is False
+
+
+@pytest.mark.parametrize("precision", ["bf16"])
+def test_the_gpu_precision_path_runs_on_a_cpu_and_agrees_with_fp32(precision):
+    # CUDA serves in bf16 autocast by default; the same code path, run here on the CPU, must agree.
+    from ml.constants import DEFAULT_WEIGHTS
+
+    full = Predictor.load(DEFAULT_WEIGHTS, device="cpu", precision="fp32")
+    half = Predictor.load(DEFAULT_WEIGHTS, device="cpu", precision=precision)
+    assert full.precision == "fp32" and half.precision == precision
+    items = [(decode_image(xray_bytes(name)), None, 4.0, "PA") for name in ("normal-1.jpeg", "pneumonia-1.jpeg")]
+    exact, approx = full.assess_batch(items, explain=True), half.assess_batch(items, explain=True)
+    for a, b in zip(exact, approx):
+        assert b.probability == pytest.approx(a.probability, abs=0.05) and b.heatmaps.combined.dtype.kind == "f"
+        assert b.heatmaps.combined.shape == a.heatmaps.combined.shape
+
+
+def test_it_refuses_an_unknown_precision():
+    with pytest.raises(ValueError, match="precision"):
+        Predictor.untrained("hybrid", device="cpu", seed=0).__class__(
+            model=Predictor.untrained("hybrid", device="cpu").model, name="x", weights_sha256="", precision="int4")

@@ -1,14 +1,16 @@
-"""CPU (or GPU) latency of the model presets, measured side by side in one run.
+"""CPU (or GPU) latency of the shipped model beside others, measured side by side in one run.
 
-    python bench/bench_inference.py [--threads 2] [--repeats 30] [--model models/pneumoweb-compact.safetensors]
+    python bench/bench_inference.py [--threads 2] [--repeats 30] [--compare runs/v2.safetensors]
 
 Prints one row per model: milliseconds per image at batch 1 (median and p90 over
 ``--repeats`` rounds after warm-up), images/s at batch 16, parameters, checkpoint size,
-and each latency as a ratio to the shipped compact model. Target: compact ≤ 50 ms per
-image at batch 1 with 2 threads. A second table times what the worker does per study with
-the shipped model: ``assess`` (image checks, features, OOD gate, head), and with the heatmaps
-(in a second pass, or from the same forward pass as the worker does), as ratios to the bare
-forward pass.
+and each latency as a ratio to the shipped model (``--compare``: another checkpoint, e.g. an
+earlier version; the ``full`` preset with random weights unless ``--skip-full``). A second
+table times what the worker does per study with the shipped model: ``assess`` (image checks,
+features, OOD gate, head), and with the heatmaps (in a second pass, or from the same forward
+pass as the worker does), as ratios to the bare forward pass. Budget: one study with its
+heatmaps ≤ 150 ms p50 on 2 CPU threads. A third table: the worker's batched call
+(``assess_batch(..., explain=True)``) per study at batch 1, 8 and 32.
 
 The calls of one table run interleaved, one of each per round, so a slow stretch of the
 machine (frequency scaling, a neighbour) weighs on every row alike and the ratios hold. Each
@@ -60,6 +62,11 @@ def predict_call(predictor, image, batch):
     return (lambda: predictor.predict(items)), batch
 
 
+def batch_call(predictor, image, batch):
+    items = [(image, None, 3.0, "PA")] * batch
+    return (lambda: predictor.assess_batch(items, explain=True)), batch
+
+
 def worker_calls(predictor, image):
     """The worker's per-study calls, by step name."""
     def assess_then_explain():
@@ -82,6 +89,7 @@ def main():
     parser.add_argument("--model", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-full", action="store_true", help="leave out the (slow) full preset")
+    parser.add_argument("--compare", type=Path, action="append", default=[], help="another checkpoint to time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     image = decode_image(XRAY)
@@ -89,12 +97,15 @@ def main():
     rows = []
     shipped = Predictor.load(args.model, device=args.device)
     size = args.model.stat().st_size / 1e6 if args.model.exists() else float("nan")
-    rows.append((f"compact (shipped: {shipped.name})", shipped, size))
+    rows.append((f"shipped: {shipped.name}", shipped, size))
     # The same weights in PyTorch's default layout: what channels-last buys.
     contiguous = Predictor.load(args.model, device=args.device)
     contiguous.model.to(memory_format=torch.contiguous_format)
     contiguous.layout = torch.contiguous_format
-    rows.append(("compact, contiguous layout", contiguous, size))
+    rows.append(("shipped, contiguous layout", contiguous, size))
+    for path in args.compare:
+        other = Predictor.load(path, device=args.device)
+        rows.append((f"{other.name}", other, path.stat().st_size / 1e6))
     if not args.skip_full:
         torch.manual_seed(0)
         full = HybridNet(get_preset("full")).to(args.device).eval()
@@ -105,7 +116,7 @@ def main():
 
     base = single[rows[0][0]][0]
     print(f"device {args.device}, torch threads {args.threads}, torch {torch.__version__}, {args.repeats} rounds")
-    header = f"{'model':<46} {'ms/img b1 p50':>13} {'p90':>7} {'img/s b16':>10} {'params M':>9} {'ckpt MB':>8} {'× compact':>10}"
+    header = f"{'model':<46} {'ms/img b1 p50':>13} {'p90':>7} {'img/s b16':>10} {'params M':>9} {'ckpt MB':>8} {'× shipped':>10}"
     print(header)
     print("-" * len(header))
     for name, predictor, size_mb in rows:
@@ -122,6 +133,16 @@ def main():
     print("-" * len(header))
     for name, (p50, p90) in steps.items():
         print(f"{name:<46} {p50:>8.1f} {p90:>7.1f} {p50 / forward:>10.2f}")
+
+    batches = {f"assess_batch(explain=True), batch {b}": batch_call(shipped, image, b) for b in (1, 8, 32)}
+    per_study = time_interleaved(batches, max(args.repeats // 5, 3))
+    first = next(iter(per_study.values()))[0]
+    print()
+    header = f"{'the worker, batched':<46} {'ms/study':>8} {'p90':>7} {'studies/s':>10} {'× batch 1':>10}"
+    print(header)
+    print("-" * len(header))
+    for name, (p50, p90) in per_study.items():
+        print(f"{name:<46} {p50:>8.1f} {p90:>7.1f} {1000 / p50:>10.1f} {first / p50:>10.2f}")
 
 
 if __name__ == "__main__":

@@ -58,3 +58,18 @@ def test_it_decodes_uploads_and_dicoms_without_torch():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_serving_core_imports_nothing_from_training():
+    core = ["constants", "pixels", "dicom", "decode", "preprocessing", "config", "model", "checkpoint", "populations",
+            "intended_use", "ood", "explain", "inference", "metrics"]
+    code = (f"import sys; import {', '.join('ml.' + name for name in core)}; "
+            "print(sorted(m for m in sys.modules if m.startswith('ml.training')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_dicom_and_decode_modules_import_each_other_one_way():
+    # ml.decode uses ml.dicom; ml.dicom uses only ml.pixels and ml.constants (no cycle).
+    source = (REPO / "ml" / "dicom.py").read_text()
+    assert "from .decode" not in source and "from .preprocessing" not in source

@@ -18,4 +18,4 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 # The checkpoint shipped with the repository: the worker's and the CLIs' default.
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_WEIGHTS = REPO_ROOT / "models" / "pneumoweb-compact.safetensors"
+DEFAULT_WEIGHTS = REPO_ROOT / "models" / "pneumoweb-v3.safetensors"

@@ -142,7 +142,11 @@ def _attention_rollout(attentions, grads, vit):
         weighted = (grad.float() * attention.detach().float())[0].clamp(min=0).mean(0)
         late = late + weighted @ late
     relevance = late @ early
-    return relevance[0, vit.num_prefix_tokens:].reshape(vit.patch_embed.grid_size)
+    grid = relevance[0, vit.num_prefix_tokens:].reshape(vit.patch_embed.grid_size)
+    # DINOv2 gathers global information in a few high-norm patch tokens (often over a film marker or
+    # the background); one of them can hold most of the relevance and flatten the rest of the map.
+    # Capping at the 98th percentile of the grid keeps the map about the film, not those tokens.
+    return grid.clamp(max=float(torch.quantile(grid.flatten(), 0.98)))
 
 
 def heatmap_png(heat, *, max_alpha=200):

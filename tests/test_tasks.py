@@ -40,12 +40,20 @@ def test_it_has_no_warnings_inside_the_validated_population():
     assert run(PredictionFactory()).warnings == []
 
 
-def test_it_warns_about_an_adult_lateral_study_but_still_answers():
-    prediction = run(PredictionFactory(study__age_years=Decimal("45"), study__view="LAT"))
+def test_it_warns_about_an_old_patients_lateral_study_but_still_answers():
+    prediction = run(PredictionFactory(study__age_years=Decimal("95"), study__view="LAT"))
     assert prediction.status == Prediction.Status.SUCCEEDED and prediction.label
+    assert prediction.population == "adult" and prediction.threshold is not None
     age, view = prediction.warnings
-    assert "Age 45 years is outside the ages the model was validated on (1–5 years)" in age
+    assert "Age 95 years is outside the ages the model was validated on (1–83 years)" in age
     assert "this study is lateral" in view
+
+
+def test_it_picks_the_operating_point_of_the_patients_population():
+    child = run(PredictionFactory(study__age_years=Decimal("4")))
+    adult = run(PredictionFactory(study__age_years=Decimal("40")))
+    assert (child.population, adult.population) == ("pediatric", "adult")
+    assert child.threshold != adult.threshold and child.warnings == adult.warnings == []
 
 
 def png_study(image):

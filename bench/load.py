@@ -2,8 +2,10 @@
 
     pip install -r requirements-bench.txt
     python bench/load.py web --url http://127.0.0.1:8000 --username demo-clinician --password ...
+    python bench/load.py web --loads 50,100,200,400                           # on a local stack
     python bench/load.py e2e --workers 1,2,4 --batch 1,8,32 --uploads 200     # starts its own stacks
-    python bench/load.py all                                                  # both, on local stacks
+    python bench/load.py embedded --uploads 30                                # upload → result on the embedded defaults
+    python bench/load.py all                                                  # all three, on local stacks
 
 ``web`` (Locust, as a library): signed-in clients read the prediction list and a prediction's
 detail at each offered load (requests/s, spread evenly over the clients), and once as fast as
@@ -14,6 +16,10 @@ any URL whose user has a few predictions.
 each (worker processes, batch size) it starts a fresh stack (gunicorn + celery), uploads
 ``--uploads`` real X-rays as fast as 8 clients can, and measures uploads/s and predictions/s
 from the first upload to the last result (the database's own timestamps).
+
+``embedded`` starts ``bin/run``'s layout (SQLite, the file-system broker, one worker process),
+uploads one film at a time as a client would, polls the prediction every 20 ms, and prints the
+client's upload → final-result time (p50/p95) and each web process's resident memory.
 """
 
 from gevent import monkey  # noqa: I001 - Locust's gevent must patch the standard library first
@@ -178,15 +184,54 @@ def web_on_local_stack(loads, duration, users):
         return web_table(stack.base_url, token, ids, loads, duration, users)
 
 
+# --- embedded defaults: one study at a time, as a clinician waits for it ------------------------
+
+
+def resident_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def embedded_table(uploads):
+    import requests
+
+    from tests.stack import child_pids, running_stack
+
+    with tempfile.TemporaryDirectory() as root, running_stack(
+            root, users=[("load", "clinician")], extra_env={"PNEUMOWEB_PREDICT_RATE": "100000/min"}) as stack:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Token {stack.token('load')}"
+        latencies = []
+        for i in range(uploads + 1):  # the first one warms the worker up and is not counted
+            started = time.monotonic()
+            pk = upload(session, stack.base_url, XRAYS[i % len(XRAYS)], f"E-{i % 10}")
+            while session.get(f"{stack.base_url}/api/predictions/{pk}/", timeout=30).json()["status"] in (
+                    "queued", "running"):
+                time.sleep(0.02)
+            if i:
+                latencies.append(time.monotonic() - started)
+        web = stack.processes["web"].pid
+        memory = [resident_mb(pid) for pid in [web, *child_pids(web)]]
+    latencies.sort()
+    print(f"\nembedded defaults (SQLite + file-system broker, 1 worker): {uploads} uploads one at a time")
+    print(f"{'upload → result p50 s':>21} {'p95 s':>6} {'max s':>6} {'web processes RSS MB':>21}")
+    print(f"{statistics.median(latencies):>21.3f} {latencies[int(0.95 * (len(latencies) - 1))]:>6.3f}"
+          f" {latencies[-1]:>6.3f} {' / '.join(f'{m:.0f}' for m in memory):>21}")
+    return latencies, memory
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     web = sub.add_parser("web")
-    web.add_argument("--url", required=True)
-    web.add_argument("--username", required=True)
-    web.add_argument("--password", required=True)
+    web.add_argument("--url", help="a running PneumoWeb; without it, a local stack on PostgreSQL + Redis")
+    web.add_argument("--username")
+    web.add_argument("--password")
     e2e = sub.add_parser("e2e")
     every = sub.add_parser("all")
+    embedded = sub.add_parser("embedded")
     for p in (web, every):
         p.add_argument("--loads", default="50,100,200", help="offered requests/s, comma-separated")
         p.add_argument("--duration", type=int, default=15)
@@ -195,9 +240,12 @@ def main():
         p.add_argument("--workers", default="1,2,4")
         p.add_argument("--batch", default="1,8,32")
         p.add_argument("--uploads", type=int, default=200)
+    embedded.add_argument("--uploads", type=int, default=30)
     args = parser.parse_args()
     loads = [int(x) for x in getattr(args, "loads", "").split(",") if x]
-    if args.command == "web":
+    if args.command == "web" and not args.url:
+        web_on_local_stack(loads, args.duration, args.users)
+    elif args.command == "web":
         import requests
 
         token = token_for(args.url, args.username, args.password)
@@ -206,7 +254,10 @@ def main():
         web_table(args.url, token, ids, loads, args.duration, args.users)
     if args.command in ("e2e", "all"):
         e2e_table([int(x) for x in args.workers.split(",")], [int(x) for x in args.batch.split(",")], args.uploads)
+    if args.command == "embedded":
+        embedded_table(args.uploads)
     if args.command == "all":
+        embedded_table(30)
         web_on_local_stack(loads, args.duration, args.users)
 
 

@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from .connections import refresh_connection
 from .models import Prediction, Report, Study
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def sweep_orphans(now=None):
 
 def reconcile(*, sweep=True):
     """One round of the three steps above; returns what it did."""
-    close_old_connections()
+    refresh_connection()
     done = requeue_abandoned()
     done["resent"] = resend_lost()
     if sweep:

@@ -29,12 +29,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from ml.decode import decode_with_tags
 
+from .connections import refresh_connection
 from .models import Prediction, heatmap_upload_to
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ def retry_later(task, exc):
 def run_prediction(self, *, prediction_pk):
     token = self.request.id or f"eager-{prediction_pk}"
     try:
-        close_old_connections()  # a connection broken by a database restart is replaced, not reused
+        refresh_connection()
         claimed = claim_batch(prediction_pk, token)
     except DATABASE_DOWN as exc:
         raise retry_later(self, exc) from exc

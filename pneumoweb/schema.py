@@ -4,7 +4,8 @@ DRF answers these without the views saying so — 401 without credentials, 403 w
 permission, 404 for an object one may not see, 400 for a bad parameter or body, 415 for a body
 in another media type, 429 past a rate limit, 503 while the database is away — so they are
 added here once, by what each operation has (a path id, a body, a throttle), rather than in
-every ``extend_schema``.
+every ``extend_schema``. Which operations are throttled is read off the views themselves, so a new
+throttled view cannot be left undocumented.
 """
 
 ERROR = {
@@ -14,14 +15,20 @@ ERROR = {
     "additionalProperties": {"type": "array", "items": {"type": "string"}},
 }
 PUBLIC = {"/api/auth/token/"}
-THROTTLED = {"/api/predict/", "/api/auth/token/"}
 
 
 def response(description):
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+def throttled_paths(generator):
+    """Paths whose view has a throttle, from the endpoints the generator enumerated."""
+    return {path for path, _regex, _method, view in generator.endpoints or ()
+            if getattr(getattr(view, "cls", None), "throttle_classes", None)}
+
+
 def add_error_responses(result, generator, request, public):
+    throttled = throttled_paths(generator)
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
@@ -42,7 +49,7 @@ def add_error_responses(result, generator, request, public):
                 add(400, "A parameter or field is invalid; the messages say which.")
             if "requestBody" in operation:
                 add(415, "The body is not in a media type this operation accepts.")
-            if path in THROTTLED:
+            if path in throttled:
                 add(429, "Too many requests: wait and retry (Retry-After says how long).")
             add(503, "The database is briefly unavailable; nothing was changed. Retry after Retry-After seconds.")
     return result

@@ -294,6 +294,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Each pool process loads the model before it reports itself up (diagnosis/tasks.py). Celery's
+# default 4 s kills a child still loading it — on a busy CPU, a slow disk or a GPU's first use —
+# and forks the next one to the same end, forever: no job would run again after a lost child.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = env_float("PNEUMOWEB_WORKER_START_TIMEOUT", 120.0)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

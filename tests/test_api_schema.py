@@ -23,3 +23,10 @@ def test_it_serves_interactive_docs_from_local_static_files(logged_in):
     html = response.content.decode()
     assert "swagger-ui" in html
     assert "cdn." not in html and "unpkg" not in html
+
+
+def test_it_documents_a_429_on_every_throttled_operation_and_only_there(api):
+    paths = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()["paths"]
+    throttled = {path for path, operations in paths.items()
+                 if any("429" in operation["responses"] for operation in operations.values())}
+    assert throttled == {"/api/predict/", "/api/predict/batch/", "/api/auth/token/"}

@@ -10,6 +10,14 @@ from ml.inference import Predictor
 log = logging.getLogger(__name__)
 
 
+def set_torch_threads(count):
+    """Intra-op threads of this process's torch (one pool process's share of the cores)."""
+    import torch
+
+    torch.set_num_threads(count)
+    log.info("Torch uses %d threads in this worker process", count)
+
+
 @functools.cache
 def get_predictor():
     predictor = Predictor.load(

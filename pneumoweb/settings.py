@@ -294,6 +294,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Torch threads per worker pool process; 0: the cores divided by the pool's processes.
+PNEUMOWEB_TORCH_THREADS = env_int("PNEUMOWEB_TORCH_THREADS", 0)
 # Each pool process loads the model before it reports itself up (diagnosis/tasks.py). Celery's
 # default 4 s kills a child still loading it — on a busy CPU, a slow disk or a GPU's first use —
 # and forks the next one to the same end, forever: no job would run again after a lost child.

@@ -311,3 +311,16 @@ def test_a_batch_never_takes_finished_or_hopeless_predictions():
     assert claimed == [first.pk]
     assert all(Prediction.objects.get(pk=p.pk).status in ("failed", "cancelled") for p in finished)
     assert Prediction.objects.get(pk=hopeless.pk).status == "queued"  # the reconciler or its own message fails it
+
+
+def test_it_shares_the_cores_among_the_pool_processes(settings, monkeypatch):
+    monkeypatch.setattr(tasks.os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(tasks, "_torch_threads", 0)
+    settings.PNEUMOWEB_TORCH_THREADS = 0
+    tasks._share_the_cores_among_pool_processes(options={"concurrency": 4})
+    assert tasks._torch_threads == 2
+    tasks._share_the_cores_among_pool_processes(options={"concurrency": 16})
+    assert tasks._torch_threads == 1
+    settings.PNEUMOWEB_TORCH_THREADS = 3
+    tasks._share_the_cores_among_pool_processes(options={"concurrency": 4})
+    assert tasks._torch_threads == 3

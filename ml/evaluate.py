@@ -8,13 +8,16 @@ Every film takes the operating point of its population, picked by its age exactl
 picks it (a CSV's ``age`` column, or ``--age`` for every film; a film without an age takes the
 most sensitive point). Writes metrics.json — for all films and for each population used: n, AUC,
 accuracy, precision, recall, specificity, F1, confusion matrix, each with a bootstrap 95 %
-interval; and the metrics every operating point of the card would give on all films — plus
-roc.png and confusion.png, and prints the tables. Beside the metrics, ``ood`` says how many of
+interval; the same for each recorded view (PA / AP, from a CSV's ``view`` column: a check that the
+model separates the classes within a view, not only across views); and the metrics every
+operating point of the card would give on all films — plus scores.csv (every film's probability,
+threshold, population and gate verdict), roc.png and confusion.png, and prints the tables. Beside the metrics, ``ood`` says how many of
 these films the out-of-distribution gate would refuse, and which; the metrics are the
 classifier's on every readable film.
 """
 
 import argparse
+import csv
 import json
 import sys
 from dataclasses import replace
@@ -121,6 +124,13 @@ def evaluate(data, model_path, out_dir, batch_size=32, dedupe=False, gate=True, 
         index = [i for i, a in enumerate(answers) if a.population == name]
         populations[name] = {"n_without_age": sum(read[i].age is None for i in index),
                              **metrics_at(labels[index], scores[index], [answers[i].threshold for i in index])}
+    # Per recorded view (a CSV's ``view`` column): in NIH, AP films are commoner among the normals, so a
+    # model could score well across views while separating little within one. Groups need both classes.
+    views = {}
+    for name in sorted({s.view for s in read if s.view}):
+        index = [i for i, s in enumerate(read) if s.view == name]
+        if len(set(labels[index])) == 2:
+            views[name] = metrics_at(labels[index], scores[index], [answers[i].threshold for i in index])
     # What each of the card's points would give on every film (e.g. the pediatric point on a folder without ages).
     logits = np.array([a.logit for a in answers])
     at_each_point = {name: metrics_at(labels, sigmoid(logits / point.temperature), [point.threshold] * len(read))
@@ -130,6 +140,7 @@ def evaluate(data, model_path, out_dir, batch_size=32, dedupe=False, gate=True, 
         model={"name": predictor.name, "weights_sha256": predictor.weights_sha256},
         data=str(data),
         populations=populations,
+        views=views,
         at_each_point=at_each_point,
         skipped=skipped,
         ood=({"rejected": len(refused), "rate": len(refused) / len(read), "files": refused} if gate else None),
@@ -137,9 +148,20 @@ def evaluate(data, model_path, out_dir, batch_size=32, dedupe=False, gate=True, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_scores(out_dir / "scores.csv", read, answers)
     plot_roc(labels, scores, metrics, out_dir / "roc.png")
     plot_confusion(metrics, out_dir / "confusion.png")
     return metrics
+
+
+def write_scores(path, samples, answers):
+    """One row per film: what it was, and what the model said of it (for audits and re-analysis)."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "age", "view", "population", "probability", "threshold", "refused"])
+        for s, a in zip(samples, answers):
+            writer.writerow([s.path, s.label, "" if s.age is None else s.age, s.view, a.population,
+                             f"{a.probability:.6f}", f"{a.threshold:.6f}", a.reason or ""])
 
 
 def format_table(metrics):
@@ -147,6 +169,7 @@ def format_table(metrics):
     keys = ("auc", "accuracy", "recall", "specificity", "precision")
     rows = [("all films", metrics)]
     rows += [(f"population {name}", row) for name, row in metrics["populations"].items()]
+    rows += [(f"view {name}", row) for name, row in metrics.get("views", {}).items()]
     rows += [(f"{name} point, all films", row) for name, row in metrics["at_each_point"].items()]
     lines = ["| films | n | " + " | ".join(keys) + " | TN FP FN TP |", "|---" * (len(keys) + 3) + "|"]
     for name, row in rows:
@@ -184,7 +207,8 @@ def main(argv=None):
               f" ({metrics['ood']['rate']:.1%}; listed in metrics.json)")
     if metrics["skipped"]:
         print(f"skipped {len(metrics['skipped'])} unreadable files (listed in metrics.json)")
-    print(f"wrote {args.out / 'metrics.json'}, {args.out / 'roc.png'}, {args.out / 'confusion.png'}")
+    print(f"wrote {args.out / 'metrics.json'}, {args.out / 'scores.csv'}, {args.out / 'roc.png'},"
+          f" {args.out / 'confusion.png'}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The training, evaluation and prediction commands on a few real X-rays (CPU, seconds)."""
 
+import csv
 import json
 import shutil
 import subprocess
@@ -122,6 +123,7 @@ def test_it_evaluates_a_folder_and_writes_metrics_and_plots(trained, kermany, tm
             assert image.format == "PNG" and image.size[0] > 200
     assert "auc" in result.stdout and "tiny-test" in result.stdout and "most sensitive point" in result.stdout
     assert metrics["ood"] is None  # trained with --no-ood: no gate to report on
+    assert metrics["views"] == {}  # a folder records no views
 
 
 def test_it_evaluates_a_csv_per_population_by_age(trained, adults, tmp_path):
@@ -131,6 +133,13 @@ def test_it_evaluates_a_csv_per_population_by_age(trained, adults, tmp_path):
     assert list(metrics["populations"]) == ["adult"] and metrics["populations"]["adult"]["n_without_age"] == 0
     card = json.loads(trained[0].with_suffix(".json").read_text())
     assert metrics["populations"]["adult"]["threshold"] == pytest.approx(card["populations"]["adult"]["threshold"])
+    # The CSV records views: each view is measured on its own films (the NIH view shortcut check).
+    assert {name: row["n"] for name, row in metrics["views"].items()} == {"AP": 4, "PA": 4}
+    assert "| view AP | 4 |" in result.stdout
+    with open(tmp_path / "scores.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 8 and {r["view"] for r in rows} == {"AP", "PA"} and {r["population"] for r in rows} == {"adult"}
+    assert all(0 <= float(r["probability"]) <= 1 for r in rows)
     # --age gives every film that age: the pediatric point.
     result = run_cli("ml.evaluate", "--data", str(adults), "--age", "4", "--model", str(trained[0]),
                      "--out", str(tmp_path / "as-children"))

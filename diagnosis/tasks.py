@@ -47,17 +47,18 @@ DATABASE_DOWN = (OperationalError, InterfaceError)
 GAVE_UP = f"Gave up after {MAX_ATTEMPTS} attempts: the worker was lost each time."
 
 
+_torch_threads = 0  # 0: torch's default (a worker started without celeryd_init, e.g. in tests)
+
+
 @celeryd_init.connect
 def _share_the_cores_among_pool_processes(options=None, **kwargs):
     # Runs in the worker's main process before it forks its pool. Each of N pool processes gets
     # cores / N torch threads: left at torch's default (every core), two processes on two cores
     # ran 4 threads and measured 1.2 predictions/s against 3.7 for one (bench/load.py e2e).
     global _torch_threads
-    concurrency = (options or {}).get("concurrency") or os.cpu_count() or 1
-    _torch_threads = settings.PNEUMOWEB_TORCH_THREADS or max(1, len(os.sched_getaffinity(0)) // int(concurrency))
-
-
-_torch_threads = 0  # 0: torch's default (a worker started without celeryd_init, e.g. in tests)
+    cores = len(os.sched_getaffinity(0))
+    processes = int((options or {}).get("concurrency") or cores)  # Celery's default: one per core
+    _torch_threads = settings.PNEUMOWEB_TORCH_THREADS or max(1, cores // processes)
 
 
 @worker_process_init.connect

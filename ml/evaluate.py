@@ -8,12 +8,12 @@ Every film takes the operating point of its population, picked by its age exactl
 picks it (a CSV's ``age`` column, or ``--age`` for every film; a film without an age takes the
 most sensitive point). Writes metrics.json — for all films and for each population used: n, AUC,
 accuracy, precision, recall, specificity, F1, confusion matrix, each with a bootstrap 95 %
-interval; the same for each recorded view (PA / AP, from a CSV's ``view`` column: a check that the
-model separates the classes within a view, not only across views); and the metrics every
+interval; the same for each recorded view (PA / AP, from a CSV's ``view`` column: a check that
+the model separates the classes within a view, not only across views); and the metrics every
 operating point of the card would give on all films — plus scores.csv (every film's probability,
-threshold, population and gate verdict), roc.png and confusion.png, and prints the tables. Beside the metrics, ``ood`` says how many of
-these films the out-of-distribution gate would refuse, and which; the metrics are the
-classifier's on every readable film.
+threshold, population and gate verdict), roc.png and confusion.png, and prints the tables.
+Beside the metrics, ``ood`` says how many of these films the out-of-distribution gate would
+refuse, and which; the metrics are the classifier's on every readable film.
 """
 
 import argparse
@@ -119,18 +119,21 @@ def evaluate(data, model_path, out_dir, batch_size=32, dedupe=False, gate=True, 
     labels = np.array([s.label for s in read])
     scores = np.array([a.probability for a in answers])
     metrics = metrics_at(labels, scores, [a.threshold for a in answers])
+
+    def metrics_of(index):
+        return metrics_at(labels[index], scores[index], [answers[i].threshold for i in index])
+
     populations = {}
     for name in sorted({a.population for a in answers}):
         index = [i for i, a in enumerate(answers) if a.population == name]
-        populations[name] = {"n_without_age": sum(read[i].age is None for i in index),
-                             **metrics_at(labels[index], scores[index], [answers[i].threshold for i in index])}
+        populations[name] = {"n_without_age": sum(read[i].age is None for i in index), **metrics_of(index)}
     # Per recorded view (a CSV's ``view`` column): in NIH, AP films are commoner among the normals, so a
     # model could score well across views while separating little within one. Groups need both classes.
     views = {}
     for name in sorted({s.view for s in read if s.view}):
         index = [i for i, s in enumerate(read) if s.view == name]
         if len(set(labels[index])) == 2:
-            views[name] = metrics_at(labels[index], scores[index], [answers[i].threshold for i in index])
+            views[name] = metrics_of(index)
     # What each of the card's points would give on every film (e.g. the pediatric point on a folder without ages).
     logits = np.array([a.logit for a in answers])
     at_each_point = {name: metrics_at(labels, sigmoid(logits / point.temperature), [point.threshold] * len(read))
@@ -161,7 +164,7 @@ def write_scores(path, samples, answers):
         writer.writerow(["path", "label", "age", "view", "population", "probability", "threshold", "refused"])
         for s, a in zip(samples, answers):
             writer.writerow([s.path, s.label, "" if s.age is None else s.age, s.view, a.population,
-                             f"{a.probability:.6f}", f"{a.threshold:.6f}", a.reason or ""])
+                             f"{a.probability:.6f}", f"{a.threshold:.6f}", a.reason])
 
 
 def format_table(metrics):

@@ -21,12 +21,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ml.config import get_preset  # noqa: E402
-from ml.constants import DEFAULT_WEIGHTS  # noqa: E402
-from ml.decode import decode_image  # noqa: E402
-from ml.inference import Predictor, for_inference  # noqa: E402
-from ml.model import HybridNet  # noqa: E402
-from ml.preprocessing import image_to_tensor  # noqa: E402
+from ml.config import get_preset
+from ml.constants import DEFAULT_WEIGHTS
+from ml.decode import decode_image
+from ml.device import for_inference
+from ml.inference import Predictor
+from ml.model import HybridNet
+from ml.preprocessing import image_to_tensor
 
 XRAY = ROOT / "tests" / "fixtures" / "xrays" / "pneumonia-1.jpeg"
 
@@ -91,13 +92,13 @@ def main():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
 
-            def forward():
+            def forward(predictor=predictor, tensor=tensor, ages=ages):
                 with torch.inference_mode(), predictor.autocast():
                     predictor.model(tensor, ages)
 
             items = [(image, None, 40.0, "PA")] * batch
             p50, p99 = measure(forward, device, args.repeats)
-            maps_p50, _ = measure(lambda: predictor.assess_batch(items, explain=True), device, max(args.repeats // 4, 3))
+            maps_p50, _ = measure(lambda predictor=predictor, items=items: predictor.assess_batch(items, explain=True), device, max(args.repeats // 4, 3))
             flops = flops_per_film(predictor, tensor, ages)
             achieved = flops * batch / (p50 / 1000) / 1e12
             share = f"{100 * achieved / args.peak_tflops:.1f}" if args.peak_tflops else "—"

@@ -28,11 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ml.constants import DEFAULT_WEIGHTS  # noqa: E402
-from ml.config import get_preset  # noqa: E402
-from ml.inference import Predictor  # noqa: E402
-from ml.model import HybridNet  # noqa: E402
-from ml.decode import decode_image  # noqa: E402
+from ml.config import get_preset
+from ml.constants import DEFAULT_WEIGHTS
+from ml.decode import decode_image
+from ml.inference import Predictor
+from ml.model import HybridNet
 
 XRAY = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "xrays" / "pneumonia-1.jpeg"
 WARM_UP = 3

@@ -5,7 +5,7 @@ ONNX Runtime, and int8 dynamic quantisation (every Linear layer: the ViT and the
     python bench/bench_runtimes.py --threads 2 [--data runs/splits/kermany-val.csv --data runs/splits/nih-val.csv]
 
 For each runtime: milliseconds per film at batch 1 (median of interleaved rounds), films/s at
-batch 16, and on the validation films (``--data``: CSVs from ``python -m ml.export_split``, or the
+batch 16, and on the validation films (``--data``: CSVs from ``python -m ml.cli.export_split``, or the
 60 fixture films by default) the AUC per source, the largest change of P(pneumonia) against eager
 and how many decisions (at each film's population point) change. Every runtime computes the
 classifier's logits from the same preprocessed tensors; the heatmaps need gradients, which only
@@ -25,12 +25,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ml.constants import DEFAULT_WEIGHTS  # noqa: E402
-from ml.decode import decode_image  # noqa: E402
-from ml.inference import Predictor  # noqa: E402
-from ml.metrics import roc_auc  # noqa: E402
-from ml.preprocessing import image_to_tensor  # noqa: E402
-from ml.training.data import load_samples  # noqa: E402
+from ml.constants import DEFAULT_WEIGHTS
+from ml.decode import decode_image
+from ml.inference import Predictor
+from ml.metrics import roc_auc
+from ml.preprocessing import image_to_tensor
+from ml.training.data import load_samples
 
 FIXTURES = ROOT / "tests" / "fixtures" / "validation"
 

@@ -26,17 +26,17 @@ from gevent import monkey  # noqa: I001 - Locust's gevent must patch the standar
 
 monkey.patch_all()
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import gevent  # noqa: E402
-from gevent.pool import Pool  # noqa: E402
-from locust import HttpUser, constant_throughput, events, task  # noqa: E402,F401
-from locust.env import Environment  # noqa: E402
+import gevent
+from gevent.pool import Pool
+from locust import HttpUser, constant_throughput, task
+from locust.env import Environment
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

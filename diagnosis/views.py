@@ -1,26 +1,22 @@
-from urllib.parse import urlencode
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import IntegrityError, transaction
 from django.db.models import Case, IntegerField, Q, Value, When
-from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from knox.models import AuthToken
 from knox.settings import knox_settings
 
-from . import audit, charts
-from .api.filters import MonitoringFilter
-from .forms import MRN_TAKEN, PatientForm, UploadForm
+from audit.trail import record_access
+from core import charts
+
+from .forms import PatientForm, UploadForm
 from .media import heatmap_response, image_response, private
-from .monitoring import monitor
 from .models import Prediction
-from .permissions import is_reviewer, visible_patients, visible_predictions, visible_studies, writable_patients
-from .services import submit_study
+from .permissions import visible_patients, visible_predictions, visible_studies, writable_patients
+from .services import MRN_TAKEN, MrnTaken, save_patient, submit_studies
 
 
 def worklist_order(queryset):
@@ -56,9 +52,8 @@ def patient_create(request):
     form = PatientForm(request.POST or None, owner=request.user)
     if request.method == "POST" and form.is_valid():
         try:
-            with transaction.atomic():
-                patient = form.save()
-        except IntegrityError:  # the same MRN saved by a concurrent request, after this form's own check
+            patient = save_patient(form.save)
+        except MrnTaken:  # the same MRN saved by a concurrent request, after this form's own check
             form.add_error("mrn", MRN_TAKEN)
         else:
             messages.success(request, f"Patient {patient} created.")
@@ -69,7 +64,7 @@ def patient_create(request):
 @login_required
 def patient_detail(request, pk):
     patient = get_object_or_404(visible_patients(request.user), pk=pk)
-    audit.record(request, "view", patient)
+    record_access(request, "view", patient)
     predictions = visible_predictions(request.user).filter(study__patient=patient)
     return render(
         request,
@@ -88,11 +83,8 @@ def upload(request):
     form = UploadForm(request.POST or None, request.FILES or None, user=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        predictions = [
-            submit_study(patient=data["patient"], checked_image=checked, age_years=age, uploaded_by=request.user,
-                         view=view, notes=data["notes"], source_notes=notes)[1]
-            for checked, age, view, notes in form.accepted
-        ]
+        predictions = submit_studies(form.accepted, uploaded_by=request.user, notes=data["notes"],
+                                     patient=data["patient"])
         if len(predictions) == 1 and not form.refused:
             return redirect(predictions[0])
         return render(request, "diagnosis/upload_results.html",
@@ -103,21 +95,21 @@ def upload(request):
 @login_required
 def prediction_detail(request, pk):
     prediction = get_object_or_404(visible_predictions(request.user), pk=pk)
-    audit.record(request, "view", prediction)
+    record_access(request, "view", prediction)
     return render(request, "diagnosis/prediction_detail.html", {"prediction": prediction})
 
 
 @login_required
 def study_image(request, pk):
     study = get_object_or_404(visible_studies(request.user), pk=pk)
-    audit.record(request, "download", study, what="X-ray image")
+    record_access(request, "download", study, what="X-ray image")
     return image_response(study)
 
 
 @login_required
 def prediction_heatmap(request, pk, branch):
     prediction = get_object_or_404(visible_predictions(request.user), pk=pk)
-    audit.record(request, "download", prediction, what=f"{branch} heatmap")
+    record_access(request, "download", prediction, what=f"{branch} heatmap")
     return heatmap_response(prediction, branch)
 
 
@@ -145,55 +137,6 @@ def api_token(request):
 
 def tokens_of(user):
     return AuthToken.objects.filter(user=user).order_by("-created")
-
-
-def not_found(request, exception=None):
-    """404: JSON under /api/ (what API clients parse), the usual page elsewhere."""
-    from django.http import JsonResponse
-    from django.views.defaults import page_not_found
-
-    if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
-    return page_not_found(request, exception)
-
-
-def reviewer_or_admin(user):
-    return user.is_active and (is_reviewer(user) or user.is_superuser)
-
-
-@login_required
-def monitoring(request):
-    """Performance in use per model version and population (reviewers and administrators)."""
-    if not reviewer_or_admin(request.user):
-        raise PermissionDenied
-    filters = MonitoringFilter(request.GET, queryset=Prediction.objects.all())
-    groups = monitor(filters.qs) if filters.is_valid() else []
-    query = request.GET.urlencode()
-    for group in groups:
-        group["cells"] = [group[key] for key in ("refusal_rate", "reviewed_fraction", "agreement", "sensitivity",
-                                                 "specificity", "ppv", "npv")]
-        group["chart"] = "?" + urlencode({**request.GET.dict(), "model": group["model"]["name"],
-                                          "sha": group["model"]["weights_sha256"],
-                                          "population": group["population"] or ""})
-    return render(request, "diagnosis/monitoring.html", {"filters": filters, "groups": groups, "query": query})
-
-
-@login_required
-def monitoring_chart(request):
-    if not reviewer_or_admin(request.user):
-        raise PermissionDenied
-    filters = MonitoringFilter({k: v for k, v in request.GET.items() if k not in ("sha", "population")},
-                               queryset=Prediction.objects.all())
-    if not filters.is_valid():
-        return HttpResponseBadRequest("Invalid filters.")
-    # One group exactly: its version and its population ("" for a model without populations).
-    rows = filters.qs.filter(model_sha256=request.GET.get("sha", ""), population=request.GET.get("population", ""))
-    groups = monitor(rows)
-    if not groups:
-        raise Http404("No predictions of this model version and population in the period.")
-    group = groups[0]
-    title = f"{group['model']['name']} · {group['population'] or 'single operating point'}"
-    return private(HttpResponse(charts.distribution_png(group["probability_histogram"], title), content_type="image/png"))
 
 
 @login_required

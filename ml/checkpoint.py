@@ -1,4 +1,8 @@
-"""Checkpoints: safetensors weights + a JSON model card beside them."""
+"""Checkpoints: safetensors weights + a JSON model card beside them (``ml.card``).
+
+Saving takes and returns the card as a dict (training writes it); loading returns it parsed,
+as a :class:`ml.card.ModelCard` whose ``weights_sha256`` is the digest of the file loaded.
+"""
 
 import hashlib
 import json
@@ -7,15 +11,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .card import ModelCard, card_path
 from .config import ModelConfig
 from .model import HybridNet
 
 # Weights are stored at half precision: the compact model fits the repository's 25 MB budget.
 SHIPPED_DTYPE = torch.float16
-
-
-def card_path(weights_path):
-    return Path(weights_path).with_suffix(".json")
 
 
 def file_sha256(path):
@@ -68,14 +69,14 @@ def save_checkpoint(model, card, weights_path, *, dtype=SHIPPED_DTYPE, extra=Non
 
 
 def load_checkpoint(weights_path, device="cpu", *, with_extra=False):
-    """(model, card), or (model, card, extra tensors) with ``with_extra``."""
+    """(model, ModelCard), or (model, ModelCard, extra tensors) with ``with_extra``."""
     weights_path = Path(weights_path)
-    card = json.loads(card_path(weights_path).read_text())
-    model = HybridNet(ModelConfig.from_dict(card["config"]))
+    raw = json.loads(card_path(weights_path).read_text())
+    model = HybridNet(ModelConfig.from_dict(raw["config"]))
     tensors = load_file(str(weights_path))
     state = model.state_dict()
     model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items() if k in state}, strict=True)
-    card["weights_sha256"] = file_sha256(weights_path)
+    card = ModelCard.from_dict({**raw, "weights_sha256": file_sha256(weights_path)})
     model = model.to(device).eval()
     if with_extra:
         return model, card, {k: v for k, v in tensors.items() if k not in state}

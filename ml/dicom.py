@@ -95,6 +95,8 @@ def read_dicom(source, *, max_pixels, min_side):
 
 
 def _read(source, *, max_pixels, min_side):
+    # pydicom loads with the first DICOM file: the web tier sniffs every upload with this
+    # module, and a JPEG or PNG needs no DICOM parser in the process.
     import pydicom
 
     try:
@@ -163,7 +165,7 @@ def _check_size(rows, columns, *, max_pixels, min_side):
 
 def _apply_luts(pixels, dataset, notes):
     """Modality LUT, then the VOI LUT or window; a LUT or window that cannot apply is skipped with a note."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut  # loaded with the first DICOM file (see _read)
 
     try:
         pixels = apply_modality_lut(pixels, dataset)

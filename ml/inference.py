@@ -1,9 +1,10 @@
-"""Inference: the one interface the worker, ``python -m ml.predict`` and ``python -m ml.evaluate`` use.
+"""Inference: the one interface the worker, ``python -m ml.cli.predict`` and ``python -m ml.cli.evaluate`` use.
 
 Load a :class:`Predictor` once per process, then ``predictor.assess(image, info, age=…)`` for
-one study's full answer, or ``predictor.screen([...])`` for a batch. The operating point
-(threshold and temperature) is the one of the study's population, picked by age
-(``ml.populations``); the age the model itself sees follows the same module's rule.
+one study's full answer, or ``predictor.screen([...])`` for a batch. The checkpoint's card is
+parsed once, on loading (``ml.card.ModelCard``). The operating point (threshold and
+temperature) is the one of the study's population, picked by age (``ml.populations``); the
+age the model itself sees follows the same module's rule. Device and precision: ``ml.device``.
 """
 
 import logging
@@ -12,32 +13,21 @@ from pathlib import Path
 
 import torch
 
+from .card import ModelCard
 from .checkpoint import load_checkpoint, state_dict_sha256
 from .config import DEFAULT_PRESET, get_preset
+from .device import autocast, for_inference, pick_device, resolve_precision
 from .explain import Heatmaps, explain_image, traced_forward
 from .intended_use import intended_use_warnings
 from .model import HybridNet
 from .ood import OodGate, image_check
-from .populations import model_age, operating_points, point_for_age
+from .populations import model_age, point_for_age
 from .preprocessing import age_to_tensor, image_to_tensor
 
 log = logging.getLogger(__name__)
 
 PNEUMONIA = "PNEUMONIA"
 NORMAL = "NORMAL"
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def for_inference(model, device):
-    """Eval mode on ``device``, channels-last (oneDNN's convolutions run markedly faster in that
-    layout), weights frozen: no forward pass records a graph for them."""
-    return model.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
-
-
-def pick_device(preference="auto"):
-    if preference == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(preference)
 
 
 @dataclass
@@ -75,24 +65,24 @@ class Predictor:
     name: str
     weights_sha256: str
     trained: bool = True
-    card: dict = None
+    card: ModelCard = None  # parsed once per checkpoint; None: a card that records nothing (one point at 0.5)
     layout: torch.memory_format = torch.channels_last
     # Autocast dtype for the forward passes: "bf16" by default on CUDA (tensor cores), "fp32" on a CPU.
     precision: str = "auto"
     gate: OodGate = None  # the learned out-of-distribution check, when the checkpoint carries one
-    points: dict = None  # {population: ml.populations.OperatingPoint}
 
     def __post_init__(self):
-        self.points = self.points or operating_points(self.card)
-        if self.precision == "auto":
-            self.precision = "bf16" if self.device.type == "cuda" else "fp32"
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {self.precision!r}")
+        self.card = self.card or ModelCard.from_dict({})
+        self.precision = resolve_precision(self.precision, self.device)
+
+    @property
+    def points(self):
+        """{population: ml.populations.OperatingPoint}, from the card."""
+        return self.card.points
 
     def autocast(self):
         """The forward passes' autocast context: bf16/fp16 where asked, a no-op for fp32."""
-        dtype = PRECISIONS[self.precision]
-        return torch.autocast(device_type=self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+        return autocast(self.device, self.precision)
 
     @classmethod
     def from_checkpoint(cls, path, device="auto", precision="auto"):
@@ -100,10 +90,10 @@ class Predictor:
         model, card, extra = load_checkpoint(path, device=device, with_extra=True)
         return cls(
             model=for_inference(model, device),
-            name=card.get("name", Path(path).stem),
-            weights_sha256=card["weights_sha256"],
+            name=card.name or Path(path).stem,
+            weights_sha256=card.weights_sha256,
             card=card,
-            gate=OodGate.from_checkpoint(extra, card.get("ood")),
+            gate=OodGate.from_checkpoint(extra, card.raw.get("ood")),
             precision=precision,
         )
 
@@ -117,7 +107,7 @@ class Predictor:
             name=f"{preset}-untrained-seed{seed}",
             weights_sha256=state_dict_sha256(model.state_dict()),
             trained=False,
-            card={"preset": preset, "trained": False},
+            card=ModelCard.from_dict({"preset": preset, "trained": False}),
         )
 
     @classmethod

@@ -1,19 +1,23 @@
 """The population a model card says the model was validated on, checked for one study. No torch.
 
-A study outside it still gets the model's answer, marked with these warnings.
+A study outside it still gets the model's answer, marked with these warnings. The card is the
+parsed ``ml.card.ModelCard`` (read once per checkpoint), not its raw dict.
 """
 
-from .populations import operating_points, point_for_age, validated_age_range
+from .populations import point_for_age
 
 FRONTAL_VIEWS = {"PA", "AP"}
 VIEW_NAMES = {"LAT": "lateral", "LL": "lateral", "RL": "lateral", "LATERAL": "lateral", "UNK": "of unrecorded view"}
 
 
 def intended_use_warnings(card, *, age_years, view=None):
-    """Warnings (strings for people) for a study of this age (years or None) and view (PA, AP, LAT, …)."""
+    """Warnings (strings for people) for a study of this age (years or None) and view (PA, AP, LAT, …).
+
+    ``card``: the checkpoint's ``ml.card.ModelCard`` (its operating points and validated ages).
+    """
     warnings = []
-    points = operating_points(card)
-    validated = validated_age_range(points)
+    points = card.points
+    validated = card.validated_age_range
     if age_years is None:
         if len(points) > 1:
             point = point_for_age(points, None)

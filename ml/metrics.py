@@ -1,7 +1,16 @@
-"""Binary-classification metrics, operating threshold and calibration (NumPy / PyTorch only)."""
+"""Binary-classification metrics, operating threshold and calibration.
+
+The ROC curve and its AUC are scikit-learn's; the operating threshold, temperature scaling
+(PyTorch) and the bootstrap intervals are this module's.
+"""
+
+import warnings
 
 import numpy as np
 import torch
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as sklearn_roc_curve
 
 
 def sigmoid(logits):
@@ -9,27 +18,24 @@ def sigmoid(logits):
 
 
 def roc_curve(labels, scores):
-    """False- and true-positive rates at every distinct score, highest threshold first."""
+    """False- and true-positive rates at every distinct score, highest threshold first (the first is +inf).
+
+    A class absent from ``labels`` gives rates of 0 for it (scikit-learn's NaN and warning replaced).
+    """
     labels = np.asarray(labels, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-scores, kind="mergesort")
-    scores, labels = scores[order], labels[order]
-    distinct = np.r_[np.flatnonzero(np.diff(scores)), labels.size - 1]
-    tps = np.cumsum(labels)[distinct]
-    fps = (distinct + 1) - tps
-    positives, negatives = max(labels.sum(), 1), max((1 - labels).sum(), 1)
-    tpr = np.r_[0.0, tps / positives]
-    fpr = np.r_[0.0, fps / negatives]
-    thresholds = np.r_[np.inf, scores[distinct]]
-    return fpr, tpr, thresholds
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        fpr, tpr, thresholds = sklearn_roc_curve(labels, scores, pos_label=1, drop_intermediate=False)
+    return np.nan_to_num(fpr, nan=0.0), np.nan_to_num(tpr, nan=0.0), thresholds
 
 
 def roc_auc(labels, scores):
-    labels = np.asarray(labels)
+    """Area under the ROC curve (ties count one half); NaN when ``labels`` hold one class only."""
+    labels = np.asarray(labels, dtype=np.int64)
     if labels.min() == labels.max():
         return float("nan")
-    fpr, tpr, _ = roc_curve(labels, scores)
-    return float(np.trapezoid(tpr, fpr))
+    return float(roc_auc_score(labels, np.asarray(scores, dtype=np.float64)))
 
 
 def confusion(labels, scores, threshold):

@@ -2,14 +2,15 @@
 
 A model card's ``populations`` entry holds, for each population (``pediatric``, ``adult``), its
 age band, the ages it was validated on, and the threshold and temperature fitted on that
-population's own validation films. A study takes the point of the band its age falls in;
+population's own validation films; :func:`operating_points` parses it once per checkpoint
+(into ``ml.card.ModelCard.points``). A study takes the point of the band its age falls in;
 a study without an age takes the more sensitive point (the lower threshold on the raw
 logit) and a warning. Cards from before populations (one threshold) still work: they get a
 single point for every age.
 
-The age the model itself sees is decided here too (:func:`model_age`): the age branch only
-learnt from the ages its training data recorded, so an age outside that range is fed as
-missing — the way the films of that age were trained.
+The age the model itself sees is decided here too (:func:`model_age`, from a
+``ml.card.ModelCard``): the age branch only learnt from the ages its training data recorded,
+so an age outside that range is fed as missing — the way the films of that age were trained.
 """
 
 import math
@@ -40,7 +41,7 @@ class OperatingPoint:
 
 
 def operating_points(card):
-    """{population: OperatingPoint} from a model card, ordered by age band."""
+    """{population: OperatingPoint} from a model card's dict, ordered by age band."""
     card = card or {}
     entries = card.get("populations")
     if not entries:  # a single-threshold card
@@ -82,10 +83,11 @@ def validated_age_range(points):
 
 
 def model_age(card, age_years):
-    """The age the model is given: None (missing) when unknown or outside the ages the age branch learnt from."""
-    if age_years is None or not (card or {}).get("uses_age", False):
+    """The age the model is given (``card``: a ``ml.card.ModelCard``): None (missing) when unknown or
+    outside the ages the age branch learnt from."""
+    if age_years is None or not card.uses_age:
         return None
-    support = (card or {}).get("age_input_range_years")
+    support = card.age_input_range
     if support and not support[0] <= float(age_years) <= support[1]:
         return None
     return float(age_years)

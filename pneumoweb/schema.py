@@ -31,10 +31,10 @@ def add_error_responses(result, generator, request, public):
     throttled = throttled_paths(generator)
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR
     for path, operations in result.get("paths", {}).items():
-        for method, operation in operations.items():
+        for operation in operations.values():
             responses = operation.setdefault("responses", {})
 
-            def add(code, description):
+            def add(code, description, responses=responses):
                 responses.setdefault(str(code), response(description))
 
             if path not in PUBLIC:

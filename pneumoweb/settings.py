@@ -6,71 +6,25 @@ without servers. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch to
 PostgreSQL and Redis.
 """
 
-import os
-import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from ml import constants as limits
 
+from .env import env, env_bool, env_choice, env_float, env_int, env_list
+from .var_dir import broker_folders, default_var_dir, read_secret_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env(name, default=None):
-    return os.environ.get(name, default)
-
-
-TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
-
-
-def env_bool(name, default=False):
-    # A typo ("ture") must not silently turn a security setting off.
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    value = value.strip().lower()
-    if value not in TRUE | FALSE:
-        raise ImproperlyConfigured(f"{name}={value!r}: use one of {sorted(TRUE | FALSE - {''})}")
-    return value in TRUE
-
-
-def env_list(name, default=""):
-    return [item.strip() for item in env(name, default).split(",") if item.strip()]
-
-
-def env_int(name, default):
-    value = env(name, str(default))
-    try:
-        return int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
-
-
-def env_float(name, default):
-    value = env(name, str(default))
-    try:
-        return float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
-
-
-VAR_DIR = Path(env("PNEUMOWEB_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
-
-
-def _embedded_secret_key():
-    # A fresh machine gets its own random key, kept beside the embedded database.
-    path = VAR_DIR / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-SECRET_KEY = env("DJANGO_SECRET_KEY") or _embedded_secret_key()
+# Made by `python -m pneumoweb.var_dir` (bin/run, bin/worker and bin/test run it): nothing is written here.
+VAR_DIR = default_var_dir()
+SECRET_KEY = env("DJANGO_SECRET_KEY") or read_secret_key(VAR_DIR)
+if not SECRET_KEY:
+    raise ImproperlyConfigured(f"Set DJANGO_SECRET_KEY, or run `python -m pneumoweb.var_dir` once to give "
+                               f"{VAR_DIR} a secret key of its own (bin/run does).")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -91,7 +45,11 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # The project's apps, lowest layer first (ml, plain PyTorch, lies below them all; tests/test_layers.py).
+    "core",
+    "audit",  # after "auditlog": its admin replaces auditlog's
     "diagnosis",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -99,16 +57,16 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "diagnosis.middleware.RefuseNulCharacters",
-    "diagnosis.middleware.PrivateResponses",
+    "core.middleware.RefuseNulCharacters",
+    "core.middleware.PrivateResponses",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "diagnosis.audit.AuditMiddleware",
+    "audit.trail.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "diagnosis.middleware.DatabaseUnavailable",
+    "core.middleware.DatabaseUnavailable",
     # Last: turns a sign-in refused for a lockout into its 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -181,7 +139,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("PNEUMOWEB_LOGIN_COOLOFF_MINUTES",
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_LOCKOUT_CALLABLE = "diagnosis.middleware.lockout_response"
+AXES_LOCKOUT_CALLABLE = "core.middleware.lockout_response"
 AXES_VERBOSE = False
 
 # Behind HTTPS (DJANGO_SECURE_COOKIES=true): secure cookies, HSTS, and plain HTTP redirected.
@@ -203,8 +161,6 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
 # Content-Security-Policy: this origin's own scripts, styles and images only (no inline script;
 # heatmaps and previews are blob:/data: images).
-from csp.constants import NONE, SELF  # noqa: E402
-
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
@@ -229,7 +185,6 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env("DJANGO_STATIC_ROOT", VAR_DIR / "staticfiles"))
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -256,21 +211,17 @@ PNEUMOWEB_MODEL_PATH = Path(env("PNEUMOWEB_MODEL_PATH", limits.DEFAULT_WEIGHTS))
 PNEUMOWEB_FALLBACK_PRESET = env("PNEUMOWEB_FALLBACK_PRESET", "hybrid")
 PNEUMOWEB_DEVICE = env("PNEUMOWEB_DEVICE", "auto")
 # Autocast of the worker's forward passes: auto = bf16 on CUDA, fp32 on a CPU; or fp32, bf16, fp16.
-PNEUMOWEB_PRECISION = env("PNEUMOWEB_PRECISION", "auto")
-if PNEUMOWEB_PRECISION not in {"auto", "fp32", "bf16", "fp16"}:
-    raise ImproperlyConfigured(f"PNEUMOWEB_PRECISION={PNEUMOWEB_PRECISION!r}: use auto, fp32, bf16 or fp16")
+PNEUMOWEB_PRECISION = env_choice("PNEUMOWEB_PRECISION", "auto", limits.PRECISIONS)
 
 # --- Celery ---------------------------------------------------------------
-_broker_dir = VAR_DIR / "broker"
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed", "control"):
-        (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+    _broker = broker_folders(VAR_DIR)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir / "queue"),
-        "data_folder_out": str(_broker_dir / "queue"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),
+        "data_folder_in": str(_broker["queue"]),
+        "data_folder_out": str(_broker["queue"]),
+        "processed_folder": str(_broker["processed"]),
+        "control_folder": str(_broker["control"]),
         "store_processed": False,
         # The transport polls its folder; kombu's default second would be most of an upload's wait.
         "polling_interval": env_float("PNEUMOWEB_FILESYSTEM_POLL_SECONDS", 0.05),
@@ -285,7 +236,7 @@ else:
         "socket_connect_timeout": 2,
         "socket_timeout": 5,
     }
-# One publish attempt; a failed one leaves the job queued in the database (diagnosis/dispatch.py).
+# One publish attempt; a failed one leaves the job queued in the database (diagnosis/jobs/dispatch.py).
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 # Prediction state lives in the database, not in a Celery result backend.
@@ -296,7 +247,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Torch threads per worker pool process; 0: the cores divided by the pool's processes.
 PNEUMOWEB_TORCH_THREADS = env_int("PNEUMOWEB_TORCH_THREADS", 0)
-# Each pool process loads the model before it reports itself up (diagnosis/tasks.py). Celery's
+# Each pool process loads the model before it reports itself up (diagnosis/jobs/worker.py). Celery's
 # default 4 s kills a child still loading it — on a busy CPU, a slow disk or a GPU's first use —
 # and forks the next one to the same end, forever: no job would run again after a lost child.
 CELERY_WORKER_PROC_ALIVE_TIMEOUT = env_float("PNEUMOWEB_WORKER_START_TIMEOUT", 120.0)
@@ -307,7 +258,7 @@ CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "pneumoweb")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 PNEUMOWEB_TASK_SOFT_TIME_LIMIT = env_int("PNEUMOWEB_TASK_SOFT_TIME_LIMIT", 120)
 PNEUMOWEB_TASK_HARD_TIME_LIMIT = env_int("PNEUMOWEB_TASK_HARD_TIME_LIMIT", 150)
-# Recovery (diagnosis/dispatch.py, docs/OPERATIONS.md): a running job renews its lease every
+# Recovery (diagnosis/jobs/dispatch.py, docs/OPERATIONS.md): a running job renews its lease every
 # HEARTBEAT seconds; one not renewed for LEASE seconds lost its worker and is queued again. The
 # reconciler runs every RECONCILE seconds in each worker (0 turns it off) and re-sends a queued job
 # whose message went out more than RESEND_AFTER seconds ago (a broker that lost its data).

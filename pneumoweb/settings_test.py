@@ -3,7 +3,13 @@
 Integration tests start real processes with ``pneumoweb.settings`` itself.
 """
 
-from .settings import *  # noqa: F403
+import os
+
+# A fixed key for in-process tests, so pytest needs no prepared var folder (processes that the
+# integration tests start use a prepared one, as bin/run does).
+os.environ.setdefault("DJANGO_SECRET_KEY", "pneumoweb-tests-only-not-a-secret-0123456789abcdefghijklmnop")
+
+from .settings import *  # noqa: E402, F403 - this module is the settings plus the overrides below
 
 # PBKDF2 with Django's iterations costs ~0.3 s per login on a small CPU; tests log in hundreds of times.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -3,6 +3,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from diagnosis import views
+from diagnosis.api import urls as diagnosis_api
+from monitoring import views as monitoring_views
+from monitoring.api import MonitoringView
+
+# One "api" namespace for the records' endpoints and monitoring's (which sits above diagnosis).
+api = [path("monitoring/", MonitoringView.as_view(), name="monitoring"), *diagnosis_api.urlpatterns]
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -12,18 +18,18 @@ urlpatterns = [
     path("patients/new/", views.patient_create, name="patient_create"),
     path("patients/<int:pk>/", views.patient_detail, name="patient_detail"),
     path("patients/<int:pk>/trend.png", views.patient_trend, name="patient_trend"),
-    path("monitoring/", views.monitoring, name="monitoring"),
-    path("monitoring/chart.png", views.monitoring_chart, name="monitoring_chart"),
+    path("monitoring/", monitoring_views.monitoring, name="monitoring"),
+    path("monitoring/chart.png", monitoring_views.monitoring_chart, name="monitoring_chart"),
     path("upload/", views.upload, name="upload"),
     path("predictions/<int:pk>/", views.prediction_detail, name="prediction_detail"),
     path("studies/<int:pk>/image/", views.study_image, name="study_image"),
     path("studies/<int:pk>/thumbnail/", views.study_thumbnail, name="study_thumbnail"),
     path("predictions/<int:pk>/heatmap/<str:branch>.png", views.prediction_heatmap, name="prediction_heatmap"),
     path("admin/", admin.site.urls),
-    path("api/", include("diagnosis.api.urls")),
+    path("api/", include((api, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its script from a URL: no inline script, so the CSP holds on the docs too.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api_docs"),
 ]
 
-handler404 = "diagnosis.views.not_found"
+handler404 = "core.views.not_found"

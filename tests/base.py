@@ -20,7 +20,7 @@ def throttle_rates(**rates):
     from django.core.cache import cache
     from rest_framework.settings import api_settings
 
-    from diagnosis.throttling import AtomicScopedRateThrottle
+    from core.throttling import AtomicScopedRateThrottle
 
     cache.clear()
     original = AtomicScopedRateThrottle.THROTTLE_RATES

@@ -108,7 +108,7 @@ def sources(kermany, adults):
 @pytest.fixture(scope="session")
 def trained(sources, tmp_path_factory):
     """(weights path, card) of a few seconds' real training on the two tiny sources."""
-    from ml.train import parse_args
+    from ml.cli.train import parse_args
     from ml.training.loop import train
 
     out = tmp_path_factory.mktemp("model") / "tiny.safetensors"

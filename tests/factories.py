@@ -59,7 +59,7 @@ def tiny_adults(root):
     return root / "labels.csv"
 
 
-# ml.train arguments for seconds-long runs on a CPU: the ImageNet CNN (a dev requirement) and the age
+# ml.cli.train arguments for seconds-long runs on a CPU: the ImageNet CNN (a dev requirement) and the age
 # branch of the default preset, no ViT; the probe, then one short fine-tuning epoch.
 TINY_TRAINING = ["--branches", "cnn,age", "--no-ood", "--workers", "0", "--batch-size", "4", "--no-augment",
                  "--val-fraction", "0.25", "--probe-epochs", "8", "--epochs", "1", "--epoch-samples", "8",

@@ -28,6 +28,8 @@ from urllib.parse import urlparse, urlunparse
 
 import requests
 
+from pneumoweb.var_dir import prepare
+
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery-staple"
 FINISHED = ("succeeded", "rejected", "failed", "cancelled")
@@ -110,7 +112,7 @@ class Stack:
         self.root = Path(root)
         self.var_dir = self.root / "var"
         self.logs_dir = self.root / "logs"
-        self.var_dir.mkdir(parents=True)
+        prepare(self.var_dir)  # what bin/run does first
         self.logs_dir.mkdir()
         self.database_url = database_url
         self.broker_url = broker_url

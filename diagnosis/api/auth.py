@@ -9,7 +9,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..throttling import AtomicScopedRateThrottle
+from core.throttling import AtomicScopedRateThrottle
+
 
 class Credentials(serializers.Serializer):
     username = serializers.CharField(max_length=150)

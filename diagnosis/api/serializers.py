@@ -6,10 +6,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..forms import MRN_TAKEN
 from ..images import check_each, check_upload, study_fields
 from ..models import AGE_MAX, AGE_MIN, Patient, Prediction, Report, Study
 from ..permissions import writable_patients
+from ..services import clean_mrn, review_errors, submit_studies, submit_study
 
 
 class StrictCharField(serializers.CharField):
@@ -41,14 +41,10 @@ class PatientSerializer(StrictModelSerializer):
         read_only_fields = ["created_at", "updated_at"]
 
     def validate_mrn(self, value):
-        value = value.strip()
-        owner = self.context["request"].user
-        clash = Patient.objects.filter(owner=owner, mrn=value)
-        if self.instance:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise serializers.ValidationError(MRN_TAKEN)
-        return value
+        try:
+            return clean_mrn(value, owner=self.context["request"].user, patient=self.instance)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
 
 
 class StudySerializer(serializers.ModelSerializer):
@@ -90,8 +86,6 @@ class ReviewSerializer(serializers.ModelSerializer):
     API_NAMES = {"review_verdict": "verdict", "review_label": "corrected_label", "review_comment": "comment"}
 
     def validate(self, attrs):
-        from ..services import review_errors
-
         errors = review_errors(
             verdict=attrs.get("review_verdict"), label=attrs.get("review_label"), comment=attrs.get("review_comment")
         )
@@ -228,8 +222,6 @@ class PredictRequestSerializer(serializers.Serializer):
                 "sex": data.get("patient_sex", Patient.Sex.UNKNOWN), "date_of_birth": data.get("patient_date_of_birth")}
 
     def save(self):
-        from ..services import submit_study
-
         data = self.validated_data
         _, prediction = submit_study(
             patient=data.get("patient"),
@@ -294,14 +286,7 @@ class PredictBatchRequestSerializer(PredictRequestSerializer):
 
     def save(self):
         """(accepted predictions, refused files); the new patient, if any, is created with the first study."""
-        from ..services import submit_study
-
-        data, user = self.validated_data, self.context["request"].user
-        patient, new_patient, predictions = data.get("patient"), self.new_patient(), []
-        for checked, age, view, notes in data["accepted"]:
-            study, prediction = submit_study(patient=patient, new_patient=new_patient, checked_image=checked,
-                                             age_years=age, uploaded_by=user, view=view, notes=data["notes"],
-                                             source_notes=notes)
-            patient, new_patient = study.patient, None
-            predictions.append(prediction)
+        data = self.validated_data
+        predictions = submit_studies(data["accepted"], uploaded_by=self.context["request"].user, notes=data["notes"],
+                                     patient=data.get("patient"), new_patient=self.new_patient())
         return predictions, data["refused"]

@@ -2,9 +2,9 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from .auth import ObtainToken, RevokeToken
-from .views import MonitoringView, PatientViewSet, PredictBatchView, PredictionViewSet, PredictView, StudyViewSet
+from .views import PatientViewSet, PredictBatchView, PredictionViewSet, PredictView, StudyViewSet
 
-app_name = "api"
+# Included under the "api" namespace by pneumoweb/urls.py, beside monitoring's endpoint.
 
 router = DefaultRouter()
 router.include_format_suffixes = False
@@ -17,6 +17,5 @@ urlpatterns = [
     path("predict/batch/", PredictBatchView.as_view(), name="predict-batch"),
     path("auth/token/", ObtainToken.as_view(), name="token"),
     path("auth/revoke/", RevokeToken.as_view(), name="token-revoke"),
-    path("monitoring/", MonitoringView.as_view(), name="monitoring"),
     *router.urls,
 ]

@@ -1,33 +1,27 @@
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.http import FileResponse, JsonResponse
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from drf_spectacular.types import OpenApiTypes
 from rest_framework import filters, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import audit
-from ..csv_export import csv_response
+from audit.trail import record_access
+from core.throttling import AtomicScopedRateThrottle
+
 from ..media import heatmap_response, image_response, private
 from ..models import Patient, Prediction, Study
-from ..monitoring import csv_rows, monitor
-from ..permissions import can_review, is_reviewer, visible_patients, visible_predictions, visible_studies
+from ..permissions import can_review, visible_patients, visible_predictions, visible_studies
 from ..reports import NoReport, current_report
-from ..services import apply_review, cancel_prediction
-from ..throttling import AtomicScopedRateThrottle
-from .filters import MonitoringFilter, PredictionFilter, StudyFilter
+from ..services import MRN_TAKEN, MrnTaken, apply_review, cancel_prediction, save_patient
+from .filters import PredictionFilter, StudyFilter
 from .serializers import (
-    MRN_TAKEN,
-    ModelVersionSerializer,
     PatientSerializer,
-    PredictionSerializer,
     PredictBatchRequestSerializer,
+    PredictionSerializer,
     PredictRequestSerializer,
     ReportVersionSerializer,
     ReviewSerializer,
@@ -134,20 +128,19 @@ class PatientViewSet(
         return visible_patients(self.request.user).select_related("owner")
 
     def perform_create(self, serializer):
-        save_patient(serializer, owner=self.request.user)
+        save_or_400(lambda: serializer.save(owner=self.request.user))
 
     def perform_update(self, serializer):
         if serializer.instance.owner_id != self.request.user.pk:
             raise PermissionDenied("Only the patient's own clinician can edit the record.")
-        save_patient(serializer)
+        save_or_400(serializer.save)
 
 
-def save_patient(serializer, **fields):
-    """Save; the loser of two concurrent saves with one MRN gets the same 400 as a sequential clash."""
+def save_or_400(save):
+    # The loser of two concurrent saves with one MRN gets the same 400 as a sequential clash.
     try:
-        with transaction.atomic():
-            serializer.save(**fields)
-    except IntegrityError:
+        save_patient(save)
+    except MrnTaken:
         raise ValidationError({"mrn": [MRN_TAKEN]}) from None
 
 
@@ -164,7 +157,7 @@ class StudyViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def image(self, request, pk=None):
         study = self.get_object()
-        audit.record(request, "download", study, what="X-ray image")
+        record_access(request, "download", study, what="X-ray image")
         return image_response(study)
 
 
@@ -197,7 +190,7 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
 
     def retrieve(self, request, *args, **kwargs):
         prediction = self.get_object()
-        audit.record(request, "view", prediction)
+        record_access(request, "view", prediction)
         return Response(self.get_serializer(prediction).data)
 
     @extend_schema(
@@ -208,7 +201,7 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
     def heatmap(self, request, pk=None):
         prediction, branch = self.get_object(), request.query_params.get("branch", "combined")
         response = heatmap_response(prediction, branch)
-        audit.record(request, "download", prediction, what=f"{branch} heatmap")
+        record_access(request, "download", prediction, what=f"{branch} heatmap")
         return response
 
     @extend_schema(parameters=[VERSION], responses={(200, "application/pdf"): OpenApiResponse(
@@ -216,7 +209,7 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def report(self, request, pk=None):
         report = report_version(self.get_object(), request.query_params.get("version"))
-        audit.record(request, "download", report, what="report PDF", version=report.version)
+        record_access(request, "download", report, what="report PDF", version=report.version)
         return private(FileResponse(report.pdf.open("rb"), content_type="application/pdf",
                                     filename=f"pneumoweb-prediction-{report.prediction_id}-v{report.version}.pdf"))
 
@@ -225,7 +218,7 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def fhir(self, request, pk=None):
         report = report_version(self.get_object(), request.query_params.get("version"))
-        audit.record(request, "download", report, what="report FHIR", version=report.version)
+        record_access(request, "download", report, what="report FHIR", version=report.version)
         return private(JsonResponse(report.fhir, content_type="application/fhir+json"))
 
     @extend_schema(responses={200: ReportVersionSerializer(many=True)})
@@ -267,52 +260,3 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
         )
         prediction.save()
         return Response(self.get_serializer(prediction).data)
-
-
-class IsReviewer(BasePermission):
-    message = "Monitoring is for reviewers and administrators."
-
-    def has_permission(self, request, view):
-        return bool(request.user and request.user.is_authenticated and (is_reviewer(request.user)
-                                                                         or request.user.is_superuser))
-
-
-MonitoringGroups = inline_serializer("MonitoringGroup", many=True, fields={
-    "model": ModelVersionSerializer(), "population": serializers.CharField(),
-    "predictions": serializers.IntegerField(), "refusal_rate": serializers.DictField(),
-    "reviewed_fraction": serializers.DictField(), "agreement": serializers.DictField(),
-    "sensitivity": serializers.DictField(), "specificity": serializers.DictField(),
-    "ppv": serializers.DictField(), "npv": serializers.DictField(), "drift": serializers.DictField(),
-    "probability_histogram": serializers.DictField(), "confusion_vs_reviewers": serializers.DictField(),
-    "failed": serializers.IntegerField(),
-})
-
-
-class MonitoringView(APIView):
-    """Performance in use per model version and population, against the reviewers' labels (reviewers, admins)."""
-
-    permission_classes = [IsReviewer]
-
-    @extend_schema(
-        parameters=[OpenApiParameter("since", OpenApiTypes.DATE), OpenApiParameter("until", OpenApiTypes.DATE),
-                    OpenApiParameter("model", str), OpenApiParameter("population", str),
-                    OpenApiParameter("export", str, enum=["csv"], description="csv: the same figures as a CSV file")],
-        responses={200: inline_serializer("Monitoring", {"groups": MonitoringGroups,
-                                                         "filters": serializers.DictField()}),
-                   (200, "text/csv"): OpenApiResponse(response=OpenApiTypes.STR, description="With export=csv")},
-    )
-    def get(self, request):
-        export = request.query_params.get("export")
-        if export not in (None, "csv"):
-            raise ValidationError({"export": ["The only export is csv."]})
-        data = {k: v for k, v in request.query_params.items() if k != "export"}
-        filterset = MonitoringFilter(data, queryset=Prediction.objects.all())
-        if not filterset.is_valid():
-            raise ValidationError(filterset.errors)
-        groups = monitor(filterset.qs)
-        if export == "csv":
-            audit.record(request, "export", request.user, what="monitoring CSV", query=request.GET.urlencode())
-            return csv_response(csv_rows(groups), "monitoring")
-        return Response({"filters": filterset.form.cleaned_data and {k: str(v) for k, v in
-                                                                     filterset.form.cleaned_data.items() if v},
-                         "groups": groups})

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter
+from skimage.exposure import equalize_adapthist
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,6 @@ def low_resolution(image, rng, side):
 
 
 def clahe(image, rng):
-    from skimage.exposure import equalize_adapthist
-
     limit = rng.uniform(0.005, 0.02)
     out = equalize_adapthist(np.asarray(image), clip_limit=limit)
     return Image.fromarray(np.clip(np.rint(out * 255), 0, 255).astype(np.uint8), mode="L")

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from ..checkpoint import SHIPPED_DTYPE
-from ..constants import AGE_MAX_YEARS
+from ..constants import AGE_MAX_YEARS, HISTOGRAM_BINS
 from ..metrics import bootstrap_intervals, fit_temperature, sigmoid, summary, threshold_for_recall
 
 ADULT_AGE = 18.0
@@ -24,7 +24,6 @@ POPULATIONS = {
 }
 # Sources whose films carry no per-film age, and what their documentation says of the patients' ages.
 DOCUMENTED_AGES = {"kermany": (1.0, 5.0)}
-HISTOGRAM_BINS = 10
 # Other recall floors, reported (not used) so a site can see what more or less sensitivity would cost.
 OPERATING_POINTS = (0.95, 0.98, 0.99, 0.995)
 CALIBRATED_ON = f"validation split per population, weights at {str(SHIPPED_DTYPE).removeprefix('torch.')} as shipped"

@@ -206,8 +206,8 @@ def balance_weights(samples, source_share=None):
         cells.setdefault(s.source, {}).setdefault(s.label, {}).setdefault(s.view, []).append(index)
     weights = np.zeros(len(samples))
     for name, labels in cells.items():
-        for label, views in labels.items():
-            for view, members in views.items():
+        for views in labels.values():
+            for members in views.values():
                 weights[members] = share[name] / total_share / len(labels) / len(views) / len(members)
     return weights * len(samples)
 

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ..decode import decode_with_tags
-from ..inference import for_inference
+from ..device import for_inference
 from ..metrics import logit_midpoint
 from ..ood import FeatureGate, NegativeProbe, OodGate, image_check
 from ..preprocessing import image_to_tensor

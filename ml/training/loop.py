@@ -30,16 +30,17 @@ from tqdm import tqdm
 
 from ..checkpoint import round_to_shipped_precision, save_checkpoint
 from ..config import get_preset
-from ..inference import pick_device
+from ..device import pick_device
 from ..model import HybridNet
 from . import calibration
 from . import data as D
 from .augment import augment as photometric_augment
 from .features import extract
+from .gate import fit_and_measure, format_report, gate_card
 from .heads import feature_set, fit_heads, fusion_loss, source_aucs, validation_loss
 from .pretrained import load_pretrained
 
-log = logging.getLogger("ml.train")
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed):
@@ -257,7 +258,7 @@ def train(args):
         "name": args.name or f"pneumoweb-{config.name}",
         "preset": args.preset,
         "trained": True,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "weight_sources": weight_sources,
         "training_data": {
             "sources": {src.name: src.info() for src in sources},
@@ -278,8 +279,6 @@ def train(args):
     }
     extra = {}
     if not args.no_ood and model.backbones():
-        from .gate import fit_and_measure, format_report, gate_card
-
         gate, report = fit_and_measure(model, train_samples, val_samples, probe_images=args.ood_probe_images,
                                        seed=args.seed, cache_dir=run_dir / "features", workers=args.workers)
         card["ood"] = gate_card(gate, report)

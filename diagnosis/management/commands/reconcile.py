@@ -1,6 +1,6 @@
 """One reconciliation round (or a loop): requeue jobs of lost workers, re-send lost messages, sweep orphan files.
 
-Every worker runs this on a thread already (diagnosis/dispatch.py); the command is for operators
+Every worker runs this on a thread already (diagnosis/jobs/dispatch.py); the command is for operators
 and for deployments that run workers without it (PNEUMOWEB_RECONCILE_SECONDS=0).
 """
 
@@ -10,7 +10,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from diagnosis.dispatch import reconcile
+from diagnosis.jobs.dispatch import reconcile
 
 
 class Command(BaseCommand):

@@ -1,0 +1,39 @@
+"""The audit trail: who created, changed, viewed, downloaded, exported or reviewed what, when, from where.
+
+Model changes are logged by django-auditlog (the apps that own the models register them in their
+``AppConfig.ready``, so this app imports nothing from them); views, downloads and exports are
+logged here explicitly, as auditlog ACCESS entries whose ``additional_data`` says what was done.
+Entries are append-only: the admin shows, filters and exports them and offers no edit or delete.
+"""
+
+from auditlog.middleware import AuditlogMiddleware
+from auditlog.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.utils.functional import SimpleLazyObject
+
+
+class AuditMiddleware(AuditlogMiddleware):
+    """auditlog's middleware, with the actor read when an entry is written, not when the request starts.
+
+    An API request is authenticated by DRF inside the view (a token), after the middleware ran;
+    DRF sets the user on the Django request, so reading it late names the token's user too.
+    """
+
+    @staticmethod
+    def _get_actor(request):
+        def actor():
+            user = getattr(request, "user", None)
+            return user if isinstance(user, get_user_model()) and user.is_authenticated else None
+
+        return SimpleLazyObject(actor)
+
+
+def record_access(request, action, instance, **details):
+    """An ACCESS entry for ``instance``: ``action`` is view, download or export; ``details`` say of what."""
+    user = getattr(request, "user", None)
+    actor = user if getattr(user, "is_authenticated", False) else None
+    return LogEntry.objects.log_create(
+        instance, force_log=True, action=LogEntry.Action.ACCESS,
+        actor=actor, remote_addr=AuditlogMiddleware._get_remote_addr(request),
+        additional_data={"action": action, "path": request.path, **details},
+    )

@@ -1,0 +1,83 @@
+"""Request/response rules that hold for every page and endpoint."""
+
+import logging
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.cache import patch_cache_control
+
+log = logging.getLogger(__name__)
+
+
+class RefuseNulCharacters:
+    """400 for a NUL character in the path or the query string.
+
+    No text this application stores or searches may hold one, and PostgreSQL refuses it in a
+    query with a server error; refusing it here covers every view, filter and search at once.
+    (Form and serializer fields already refuse it in a body: Django's and DRF's CharFields do.)
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path or "%00" in query.lower() or "\x00" in query:
+            return bad_request(request, "The request contains a NUL character, which no field accepts.")
+        return self.get_response(request)
+
+
+def wants_json(request):
+    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+
+
+def bad_request(request, message):
+    if wants_json(request):
+        return JsonResponse({"detail": message}, status=400)
+    return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+
+
+class PrivateResponses:
+    """``Cache-Control: no-store`` on every dynamic response: pages, API answers and images hold patient data."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        patch_cache_control(response, no_store=True, private=True)
+        return response
+
+
+class DatabaseUnavailable:
+    """503 with Retry-After, not 500, while the database cannot be reached: the request can be repeated."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, (OperationalError, InterfaceError)):
+            return None
+        log.error("Database unavailable for %s %s: %s", request.method, request.path, exception)
+        message = "The service is briefly unavailable (database). Nothing was saved; please try again shortly."
+        if wants_json(request):
+            response = JsonResponse({"detail": message}, status=503)
+        else:
+            response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = "30"
+        return response
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """django-axes' answer while a username + address is locked out: JSON for the API, a page otherwise."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60) if settings.AXES_COOLOFF_TIME else None
+    wait = f"{minutes} minutes" if minutes else "a while"
+    if wants_json(request):
+        return JsonResponse({"detail": f"Too many failed sign-ins for this account from this address: wait {wait}, "
+                                       "or ask an administrator to unlock it."}, status=429)
+    return render(request, "registration/locked_out.html", {"wait": wait}, status=429)

@@ -1,0 +1,71 @@
+"""Writing a batch's answers: every row and heatmap in one transaction, or no file left behind."""
+
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from ..models import Prediction, heatmap_upload_to
+
+
+def save_results(token, predictor, answers):
+    """Write every answer (and its heatmaps) still held under this lease, in one transaction.
+
+    A prediction cancelled (or reclaimed after an expired lease) meanwhile keeps its state and its
+    heatmap files are deleted; if the write fails, every file it would have named is deleted.
+    """
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        heatmaps = dict(zip(answers, pool.map(lambda a: save_heatmaps(a.heatmaps) if a.heatmaps else {},
+                                              answers.values()), strict=True))
+    unrecorded = []
+    try:
+        with transaction.atomic():
+            for pk, answer in answers.items():
+                updated = Prediction.objects.filter(pk=pk, lease_token=token).update_status(
+                    Prediction.Status.REJECTED if answer.ood else Prediction.Status.SUCCEEDED,
+                    label=answer.label,
+                    probability=answer.probability,
+                    ood=answer.ood,
+                    ood_reason=answer.ood_reason,
+                    threshold=answer.threshold,
+                    population=answer.population,
+                    model_name=predictor.name,
+                    model_sha256=predictor.weights_sha256,
+                    error="",
+                    warnings=answer.warnings,
+                    **heatmaps[pk],
+                )
+                if not updated:  # cancelled or reclaimed meanwhile: nothing points at its maps
+                    unrecorded += heatmaps[pk].values()
+    except BaseException:
+        delete_files([name for names in heatmaps.values() for name in names.values()])
+        raise
+    delete_files(unrecorded)
+
+
+def heatmap_storage():
+    return Prediction._meta.get_field("heatmap").storage
+
+
+def delete_files(names):
+    for name in names:
+        with contextlib.suppress(OSError):
+            heatmap_storage().delete(name)
+
+
+def save_heatmaps(maps):
+    """Store each map as a PNG; returns {field name: stored name}."""
+    from ml.explain import heatmap_png  # imports torch: only a worker with answers gets here
+
+    stored = {}
+    try:
+        for branch, field in Prediction.HEATMAP_BRANCHES.items():
+            heat = getattr(maps, branch)
+            if heat is not None:
+                stored[field] = heatmap_storage().save(heatmap_upload_to(None, "map.png"),
+                                                       ContentFile(heatmap_png(heat)))
+    except BaseException:
+        delete_files(stored.values())
+        raise
+    return stored

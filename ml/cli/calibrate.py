@@ -1,0 +1,69 @@
+"""Refit each population's threshold and temperature for an existing checkpoint, on its recorded split.
+
+    python -m ml.cli.calibrate --model models/pneumoweb-v3.safetensors \\
+        --data kermany=../shared/data/chest_xray/train --data nih=../shared/data/nih_pneumonia/labels.csv
+
+``ml.cli.train`` calibrates at the end of training (``ml.training.calibration``). This command
+rebuilds the patient-grouped validation split recorded in the card — every source must hash
+to the card's digest, so no other films can tune the model — and rewrites the card's
+``populations`` (threshold, temperature, validation metrics with bootstrap intervals); the
+weights file is left as it is.
+"""
+
+import argparse
+import datetime
+from pathlib import Path
+
+import torch
+
+from ..card import card_path
+from ..checkpoint import load_checkpoint, write_card
+from ..training import calibration
+from ..training.data import parse_source
+from ..training.loop import predict_logits
+from ..training.splits import SplitError, recorded_validation_split
+
+
+def recalibrate(weights_path, data, batch_size=32, workers=0):
+    """Refit and rewrite the card of ``weights_path``; returns the new card."""
+    model, card = load_checkpoint(weights_path)
+    val, train = recorded_validation_split(card.raw, data)
+    documented = {k: tuple(v) for k, v in (card.raw["training_data"].get("documented_ages_years") or {}).items()}
+    logits = predict_logits(model, val, torch.device("cpu"), batch_size=batch_size, workers=workers)
+    card = {
+        **card.raw,
+        "populations": calibration.calibrate(val, logits, documented, train),
+        "calibrated_on": calibration.CALIBRATED_ON,
+        "calibrated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    write_card(weights_path, card)
+    return card
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=parse_source, action="append", required=True, metavar="NAME=PATH",
+                        help="each training source the card records")
+    parser.add_argument("--model", type=Path, required=True, help="weights (.safetensors); its card is rewritten")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=0)
+    args = parser.parse_args(argv)
+    if not card_path(args.model).exists():
+        parser.error(f"no model card beside {args.model}")
+    try:
+        card = recalibrate(args.model, dict(args.data), args.batch_size, args.workers)
+    except SplitError as exc:
+        parser.exit(2, f"ml.cli.calibrate: {exc}\n")
+    for name, entry in card["populations"].items():
+        metrics = entry["validation_metrics"]
+        print(f"{name}: temperature {entry['temperature']:.4f}  threshold {entry['threshold']:.4f}  "
+              f"(recall >= {entry['min_recall']}; {metrics['n']} validation films)")
+        print("  " + "  ".join(f"{key} {metrics[key]:.4f}" for key in ("auc", "accuracy", "recall", "specificity", "f1")))
+        print(f"  confusion (rows true NORMAL, PNEUMONIA): {metrics['confusion_matrix']['rows_true_cols_predicted']}")
+        for point in entry["other_operating_points"]:
+            print(f"  other point, recall >= {point['min_recall']:<5}  threshold {point['threshold']:.4f}  "
+                  f"recall {point['recall']:.4f}  specificity {point['specificity']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

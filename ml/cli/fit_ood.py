@@ -1,0 +1,53 @@
+"""Refit the out-of-distribution gate of a trained checkpoint on its recorded split, and measure it.
+
+    python -m ml.cli.fit_ood --model models/pneumoweb-v3.safetensors \\
+        --data kermany=../shared/data/chest_xray/train --data nih=../shared/data/nih_pneumonia/labels.csv
+
+How the gate is fitted and measured: ``ml/training/gate.py``. ``ml.cli.train`` runs this at the end
+of training; the gate's tensors and report are written into the checkpoint and its card.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..training.data import parse_source
+from ..training.gate import fit_and_measure, format_report, gate_card
+from ..training.splits import SplitError, recorded_validation_split
+
+
+def fit_into_checkpoint(model_path, data, out=None, *, probe_images=1500, seed=0, workers=0):
+    model, card = load_checkpoint(model_path)
+    val, train = recorded_validation_split(card.raw, data)
+    gate, report = fit_and_measure(model, train, val, probe_images=probe_images, seed=seed, workers=workers)
+    card = {k: v for k, v in card.raw.items() if k not in ("weights_sha256", "config")}
+    card["ood"] = gate_card(gate, report)
+    card = save_checkpoint(model.float().to(memory_format=torch.contiguous_format), card, out or model_path,
+                           extra=gate.tensors())
+    return card, report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--data", type=parse_source, action="append", required=True, metavar="NAME=PATH",
+                        help="each training source the card records")
+    parser.add_argument("--out", type=Path, help="write here instead of updating --model in place")
+    parser.add_argument("--probe-images", type=int, default=1500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        card, report = fit_into_checkpoint(args.model, dict(args.data), args.out, probe_images=args.probe_images,
+                                           seed=args.seed, workers=args.workers)
+    except SplitError as exc:
+        parser.exit(2, f"ml.cli.fit_ood: {exc}\n")
+    print(format_report(report))
+    print(json.dumps({"weights_sha256": card["weights_sha256"], **card["ood"]["report"]["split"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The embedded defaults' folder (``PNEUMOWEB_VAR_DIR``, ``./var``): made once, never at import.
+
+Holds the SQLite database, the file-system broker's folders, media, collected static files and a
+random secret key (mode 0600) for a machine that sets no ``DJANGO_SECRET_KEY``. Settings only read
+it; ``bin/run``, ``bin/worker`` and ``bin/test`` run ``python -m pneumoweb.var_dir`` first (idempotent).
+Imports nothing from Django: it runs before settings can be read.
+"""
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+SECRET_KEY_FILE = "secret_key"
+
+
+def broker_folders(var_dir):
+    """The file-system Celery transport's folders under ``var_dir``."""
+    root = Path(var_dir) / "broker"
+    return {"queue": root / "queue", "processed": root / "processed", "control": root / "control"}
+
+
+def prepare(var_dir, static_root=None):
+    """Create the folders and, when missing, the secret key file. Safe to run again."""
+    var_dir = Path(var_dir)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    for folder in broker_folders(var_dir).values():
+        folder.mkdir(parents=True, exist_ok=True)
+    Path(static_root or var_dir / "staticfiles").mkdir(parents=True, exist_ok=True)
+    key = var_dir / SECRET_KEY_FILE
+    if not key.exists():
+        # Created private: the key is never readable by others, not even for an instant.
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(50))
+    return var_dir
+
+
+def read_secret_key(var_dir):
+    """The key ``prepare`` wrote, or None when there is none yet."""
+    try:
+        return (Path(var_dir) / SECRET_KEY_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def default_var_dir():
+    return Path(os.environ.get("PNEUMOWEB_VAR_DIR") or Path(__file__).resolve().parent.parent / "var")
+
+
+if __name__ == "__main__":
+    print(prepare(default_var_dir(), os.environ.get("DJANGO_STATIC_ROOT")), file=sys.stderr)

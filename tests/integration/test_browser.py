@@ -1,0 +1,275 @@
+"""A real browser (Playwright driving Debian's Chromium) against a real stack.
+
+The stack runs on PostgreSQL + Redis when they answer, else (not under CI) on the
+embedded defaults. Without /usr/bin/chromium these tests skip locally and fail under CI=true.
+"""
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ..servers import POSTGRES_URL, REDIS_URL, in_ci, reachable, require
+from ..stack import PASSWORD, REPO, running_stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+DATASET = REPO / ".." / "shared" / "data" / "chest_xray" / "train" / "PNEUMONIA"
+FIXTURE_XRAY = Path(__file__).parent.parent / "fixtures" / "xrays" / "pneumonia-1.jpeg"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def real_xray():
+    """A chest X-ray from the training set where the machine has it, else the bundled one."""
+    if DATASET.is_dir():
+        files = sorted(DATASET.glob("*.jpeg"))
+        if files:
+            return files[0]
+    return FIXTURE_XRAY
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    if in_ci():
+        require(POSTGRES_URL, "PostgreSQL")
+        require(REDIS_URL, "Redis")
+    servers = {}
+    if reachable(POSTGRES_URL) and reachable(REDIS_URL):
+        servers = {"database_url": POSTGRES_URL, "broker_url": REDIS_URL}
+    users = [("alice", "clinician"), ("rita", "reviewer"), ("root", "admin")]
+    with running_stack(tmp_path_factory.mktemp("browser"), users=users, collectstatic=True, **servers) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing (bin/test installs Debian's chromium)"
+        if in_ci():
+            pytest.fail(f"{message}; CI=true: a missing browser is a failure", pytrace=False)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def wait_for_js(page, expression, timeout=30):
+    """Poll a JavaScript expression until it is truthy (page.wait_for_function evaluates strings, which the
+    page's Content-Security-Policy rightly forbids; page.evaluate goes through the DevTools protocol)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{expression} stayed false for {timeout} s")
+        time.sleep(0.2)
+
+
+def log_in(stack, page, username):
+    page.goto(stack.url("/accounts/login/"))
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("[data-testid=login-submit]")
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def test_it_uploads_an_xray_and_shows_the_result_without_a_reload(stack, page, tmp_path):
+    from playwright.sync_api import expect
+
+    log_in(stack, page, "alice")
+
+    mrn = f"MRN-B-{uuid.uuid4().hex[:6]}"
+    page.goto(stack.url("/patients/new/"))
+    page.fill("#id_mrn", mrn)
+    page.fill("#id_name", "Rosalind Franklin")
+    page.select_option("#id_sex", "F")
+    page.fill("#id_date_of_birth", "2019-05-04")
+    page.click("[data-testid=patient-submit]")
+    page.wait_for_url(re.compile(r"/patients/\d+/$"))
+    patient_id = re.search(r"/patients/(\d+)/$", page.url).group(1)
+
+    page.goto(stack.url(f"/upload/?patient={patient_id}"))
+    expect(page.locator("#id_patient")).to_have_value(patient_id)
+    page.fill("#id_age", "0.5")
+    page.set_input_files("#id_image", str(real_xray()))
+    page.select_option("#id_view", "PA")
+    # The worker waits until the page is showing "queued": what follows must come from the page itself.
+    with stack.paused_worker():
+        page.click("[data-testid=upload-submit]")
+        page.wait_for_url(re.compile(r"/predictions/\d+/$"))
+        expect(page.locator("[data-testid=prediction-status]")).to_have_text(re.compile(r"^\s*queued\s*$"))
+        page.evaluate("window.__pneumowebNoReload = true")
+    prediction_id = re.search(r"/predictions/(\d+)/$", page.url).group(1)
+
+    expect(page.locator("[data-testid=prediction-status]")).to_have_text(
+        re.compile(r"^\s*succeeded\s*$"), timeout=120_000
+    )
+    label = page.locator("[data-testid=prediction-label]")
+    confidence = page.locator("[data-testid=prediction-confidence]")
+    expect(label).to_have_text(re.compile(r"^\s*(PNEUMONIA|NORMAL)\s*$"))
+    expect(confidence).to_have_text(re.compile(r"^\s*\d{1,3}(\.\d+)?\s*%\s*$"))
+    assert page.evaluate("window.__pneumowebNoReload") is True, "the page was reloaded"
+
+    # What the page shows is what the API says (the browser's session authenticates the call).
+    api = page.request.get(stack.url(f"/api/predictions/{prediction_id}/")).json()
+    assert api["status"] == "succeeded"
+    assert label.inner_text().strip() == api["label"]
+    shown = float(confidence.inner_text().strip().rstrip("%").strip())
+    assert shown == pytest.approx(100 * api["confidence"], abs=0.051)
+    assert api["study"]["age_years"] == "0.50"
+    warning = page.locator("[data-testid=untrained-warning]")
+    if "untrained" in api["model"]["name"]:
+        expect(warning).to_be_visible()
+    else:
+        expect(warning).to_be_hidden()
+    assert api["patient"] == int(patient_id)
+
+    # Half a year is younger than any population the model was validated on: the verdict is shown, marked.
+    expect(page.locator("[data-testid=intended-use-warnings]")).to_contain_text("outside the ages")
+
+    # The heatmap arrives with the result, over the X-ray, and its controls work.
+    heatmap = page.locator("[data-testid=heatmap]")
+    expect(heatmap).to_be_visible()
+    wait_for_js(page, "document.getElementById('heatmap').complete "
+                           "&& document.getElementById('heatmap').naturalWidth > 0")
+    assert heatmap.get_attribute("src").endswith("/heatmap/combined.png")
+    assert api["heatmaps"]["cnn"] and api["heatmaps"]["vit"]
+    page.fill("#heatmap-opacity", "30")
+    assert heatmap.evaluate("e => e.style.opacity") == "0.3"
+    page.uncheck("[data-testid=heatmap-toggle]")
+    expect(heatmap).to_be_hidden()
+    page.check("[data-testid=heatmap-toggle]")
+    page.select_option("#heatmap-branch", "vit")
+    expect(heatmap).to_have_attribute("src", re.compile(r"/heatmap/vit\.png$"))
+    wait_for_js(page, "document.getElementById('heatmap').complete "
+                           "&& document.getElementById('heatmap').naturalWidth > 0")
+
+    screenshot = tmp_path / "result.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    data = screenshot.read_bytes()
+    assert len(data) > 1000 and data.startswith(PNG_SIGNATURE)
+
+
+def test_it_refuses_a_photo_with_a_reason_instead_of_a_verdict(stack, page, tmp_path):
+    from PIL import Image
+    from playwright.sync_api import expect
+    from skimage import data as photos
+
+    photo = tmp_path / "chelsea.png"
+    Image.fromarray(photos.chelsea()).save(photo)  # scikit-image's bundled photo of a cat
+    alice = stack.api_session("alice")
+    response = stack.submit_xray(alice, photo, age="3", patient_mrn=f"MRN-C-{uuid.uuid4().hex[:6]}",
+                                 patient_name="Felix Cat")
+    assert response.status_code == 202, response.text
+    prediction = stack.wait_for_prediction(alice, response.headers["Location"])
+    assert prediction["status"] == "rejected" and prediction["ood"] is True, prediction
+    assert prediction["label"] is None and prediction["heatmap"] is None
+
+    log_in(stack, page, "alice")
+    page.goto(stack.url(f"/predictions/{prediction['id']}/"))
+    rejected = page.locator("[data-testid=prediction-rejected]")
+    expect(rejected).to_be_visible()
+    expect(rejected).to_contain_text("Not a chest X-ray the model was validated on")
+    expect(page.locator("#ood-reason")).to_have_text(prediction["ood_reason"])
+    expect(page.locator("[data-testid=prediction-label]")).to_be_hidden()
+    expect(page.locator("[data-testid=heatmap]")).to_be_hidden()
+
+
+def test_it_lets_a_reviewer_record_a_verdict_in_the_admin(stack, page):
+    from playwright.sync_api import expect
+
+    alice = stack.api_session("alice")
+    response = stack.submit_xray(
+        alice, FIXTURE_XRAY, age="41", patient_mrn=f"MRN-R-{uuid.uuid4().hex[:6]}", patient_name="Marie Curie"
+    )
+    assert response.status_code == 202, response.text
+    prediction = stack.wait_for_prediction(alice, response.headers["Location"])
+    assert prediction["status"] == "succeeded", prediction
+    pk = prediction["id"]
+
+    page.goto(stack.url("/admin/"))
+    page.fill("#id_username", "rita")
+    page.fill("#id_password", PASSWORD)
+    page.press("#id_password", "Enter")
+    page.wait_for_url(lambda url: "/login/" not in url)
+
+    changelist = stack.url("/admin/diagnosis/prediction/")
+    page.goto(changelist)
+    row = page.locator("#result_list tbody tr", has=page.locator(f'a[href*="/diagnosis/prediction/{pk}/change/"]'))
+    expect(row.locator("td.field-is_reviewed img")).to_have_attribute("alt", "False")
+    row.locator(f'a[href*="/diagnosis/prediction/{pk}/change/"]').first.click()
+    page.wait_for_url(re.compile(rf"/admin/diagnosis/prediction/{pk}/change/$"))
+
+    page.select_option("#id_review_verdict", "agree")
+    page.fill("#id_review_comment", "Consolidation in the right lower lobe, agree.")
+    page.click("input[name=_save]")
+    page.wait_for_url(re.compile(r"/admin/diagnosis/prediction/(\?.*)?$"))
+    expect(page.locator(".messagelist")).to_contain_text("changed successfully")
+    expect(row.locator("td.field-is_reviewed img")).to_have_attribute("alt", "True")
+
+    page.goto(changelist + "?reviewed=yes")
+    expect(page.locator(f'#result_list a[href*="/diagnosis/prediction/{pk}/change/"]')).to_have_count(1)
+
+    review = stack.api_session("rita").get(response.headers["Location"], timeout=30).json()["review"]
+    assert review["verdict"] == "agree"
+    assert review["comment"] == "Consolidation in the right lower lobe, agree."
+    assert review["reviewed_by"] == "rita" and review["reviewed_at"]
+
+
+def test_it_downloads_a_report_shows_monitoring_and_the_audit_trail_records_it(stack, page, tmp_path):
+    from playwright.sync_api import expect
+
+    alice = stack.api_session("alice")
+    response = stack.submit_xray(alice, FIXTURE_XRAY, age="3", patient_mrn=f"MRN-D-{uuid.uuid4().hex[:6]}",
+                                 patient_name="Dorothy Hodgkin")
+    assert response.status_code == 202, response.text
+    prediction = stack.wait_for_prediction(alice, response.headers["Location"])
+    assert prediction["status"] == "succeeded", prediction
+
+    # A clinician downloads the PDF report from the result page.
+    log_in(stack, page, "alice")
+    page.goto(stack.url(f"/predictions/{prediction['id']}/"))
+    expect(page.locator("[data-testid=report-links]")).to_be_visible()
+    with page.expect_download() as download:
+        page.click("[data-testid=report-pdf]")
+    path = tmp_path / "report.pdf"
+    download.value.save_as(path)
+    assert path.read_bytes().startswith(b"%PDF-")
+    fhir = page.request.get(stack.url(f"/api/predictions/{prediction['id']}/fhir/"))
+    assert fhir.ok and fhir.json()["resourceType"] == "DiagnosticReport"
+
+    # A reviewer opens the monitoring page: this model's predictions, with a chart.
+    page.context.clear_cookies()
+    log_in(stack, page, "rita")
+    page.click("[data-testid=nav-monitoring]")
+    group = page.locator("[data-testid=monitoring-group]").first
+    expect(group).to_be_visible()
+    expect(group).to_contain_text(prediction["model"]["name"])
+    wait_for_js(page, "[...document.querySelectorAll('[data-testid=monitoring-chart]')]"
+                           ".every(img => img.complete && img.naturalWidth > 0)")
+
+    # An administrator sees, in the audit trail, the download alice just made.
+    page.context.clear_cookies()
+    log_in(stack, page, "root")
+    page.goto(stack.url("/admin/auditlog/logentry/?q=" + "Report"))
+    row = page.locator("#result_list tbody tr", has_text="download report PDF").first
+    expect(row).to_be_visible()
+    expect(row).to_contain_text("alice")

@@ -1,0 +1,57 @@
+"""Requests that arrive at once, on a real stack (2 gunicorn processes, a shared Redis cache, PostgreSQL)."""
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from ..servers import POSTGRES_URL, REDIS_URL, require
+from ..stack import running_stack
+
+pytestmark = pytest.mark.integration
+
+CACHE_URL = REDIS_URL.rsplit("/", 1)[0] + "/8"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    require(POSTGRES_URL, "PostgreSQL")
+    require(REDIS_URL, "Redis")
+    with running_stack(tmp_path_factory.mktemp("concurrency"), database_url=POSTGRES_URL, broker_url=REDIS_URL,
+                       users=[("alice", "clinician")], web_workers=2,
+                       extra_env={"CACHE_URL": CACHE_URL, "PNEUMOWEB_PREDICT_RATE": "60/min"}) as stack:
+        yield stack
+
+
+def at_once(count, call):
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        return list(pool.map(lambda i: call(i), range(count)))
+
+
+def test_two_patients_with_one_mrn_at_once_give_one_record_and_no_server_error(stack):
+    session = stack.api_session("alice")
+    codes = []
+    for pair in range(30):
+        mrn = f"PAIR-{pair}-{uuid.uuid4().hex[:6]}"
+        codes += at_once(2, lambda i, mrn=mrn: session.post(
+            stack.url("/api/patients/"), json={"mrn": mrn, "name": f"Twin {i}"}, timeout=30).status_code)
+    assert all(code < 500 for code in codes), codes
+    assert codes.count(201) == 30 and codes.count(400) == 30
+    [(count,)] = stack.query("SELECT count(*) FROM diagnosis_patient WHERE mrn LIKE 'PAIR-%%'")
+    assert count == 30
+
+
+def test_the_predict_rate_limit_holds_under_200_requests_at_once(stack):
+    session = stack.api_session("alice")
+
+    def post(i):
+        # Not an image: each request that passes the limit is refused after it (400), so no job is queued.
+        return session.post(stack.url("/api/predict/"), data={"age": "4", "patient_mrn": "T-1", "patient_name": "T"},
+                            files={"image": ("x.jpg", b"not an image", "image/jpeg")}, timeout=60).status_code
+
+    # The limit counts per minute (aligned to the clock): send the burst well inside one minute.
+    if time.time() % 60 > 40:
+        time.sleep(61 - time.time() % 60)
+    codes = at_once(200, post)
+    assert codes.count(400) == 60 and codes.count(429) == 140, sorted(set(codes))

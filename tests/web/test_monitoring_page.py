@@ -1,0 +1,48 @@
+import io
+
+import pytest
+from django.urls import reverse
+from PIL import Image
+
+from ..factories import PredictionFactory, StudyFactory
+
+pytestmark = pytest.mark.django_db
+URL = reverse("monitoring")
+
+
+def test_it_shows_reviewers_the_figures_with_a_chart_and_an_export_link(reviewer_client, patient):
+    for verdict in ("agree", "agree", ""):
+        PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, population="adult",
+                          review_verdict=verdict)
+    response = reviewer_client.get(URL)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-testid="monitoring-group"' in html and "compact-test" in html and "adult" in html
+    assert 'data-testid="monitoring-n">3<' in html and "66.7%" in html  # two of three reviewed
+    assert f'href="{reverse("api:monitoring")}?export=csv"' in html
+    chart = reviewer_client.get(reverse("monitoring_chart") + "?model=compact-test&sha=" + "ab" * 32 + "&population=adult")
+    assert chart.status_code == 200 and Image.open(io.BytesIO(chart.content)).format == "PNG"
+
+
+def test_it_filters_by_period(reviewer_client, patient):
+    PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    assert 'data-testid="monitoring-group"' not in reviewer_client.get(URL, {"since": "2999-01-01"}).content.decode()
+
+
+def test_it_is_not_for_clinicians(logged_in):
+    assert logged_in.get(URL).status_code == 403
+    assert logged_in.get(reverse("monitoring_chart")).status_code == 403
+    assert 'data-testid="nav-monitoring"' not in logged_in.get(reverse("dashboard")).content.decode()
+
+
+def test_the_patient_page_shows_the_history_as_a_trend(logged_in, patient):
+    for probability in (0.2, 0.7):
+        PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, probability=probability)
+    html = logged_in.get(reverse("patient_detail", args=[patient.pk])).content.decode()
+    assert f'src="{reverse("patient_trend", args=[patient.pk])}"' in html
+    trend = logged_in.get(reverse("patient_trend", args=[patient.pk]))
+    assert trend.status_code == 200 and Image.open(io.BytesIO(trend.content)).size[0] > 300
+
+
+def test_another_clinicians_trend_is_not_found(logged_in, foreign_patient):
+    assert logged_in.get(reverse("patient_trend", args=[foreign_patient.pk])).status_code == 404

@@ -1,0 +1,70 @@
+"""Settings come from the environment; with none, the embedded defaults need no server."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from pneumoweb.var_dir import prepare
+
+REPO = Path(__file__).resolve().parent.parent.parent
+PROBE = (
+    "import json, django; django.setup(); from django.conf import settings as s; "
+    "from pneumoweb.celery import app; "
+    "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'name': str(s.DATABASES['default']['NAME']), "
+    "'broker': app.conf.broker_url, 'cors': s.CORS_ALLOWED_ORIGINS, 'debug': s.DEBUG, 'queue': app.conf.task_default_queue}))"
+)
+
+
+def probe(tmp_path, **env):
+    prepare(tmp_path)  # what bin/run does before anything reads the settings
+    base = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "pneumoweb.settings", "PNEUMOWEB_VAR_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=REPO, env={**base, **env}, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_it_defaults_to_sqlite_and_a_filesystem_broker(tmp_path):
+    found = probe(tmp_path)
+    assert found["engine"] == "django.db.backends.sqlite3"
+    assert found["name"] == str(tmp_path / "db.sqlite3")
+    assert found["broker"].startswith("filesystem://")
+    assert (tmp_path / "broker" / "queue").is_dir()
+    assert found["cors"] == [] and found["debug"] is False
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_reading_the_settings_writes_nothing_and_asks_for_a_key(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "pneumoweb.settings", "PNEUMOWEB_VAR_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "python -m pneumoweb.var_dir" in out.stderr
+    assert list(tmp_path.iterdir()) == []
+    keyed = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=REPO, capture_output=True,
+                           env={**env, "DJANGO_SECRET_KEY": "k" * 60}, text=True)
+    assert keyed.returncode == 0, keyed.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_preparing_the_var_folder_twice_keeps_its_key(tmp_path):
+    prepare(tmp_path)
+    key = (tmp_path / "secret_key").read_text()
+    prepare(tmp_path)
+    assert (tmp_path / "secret_key").read_text() == key and len(key) > 40
+    assert all((tmp_path / "broker" / sub).is_dir() for sub in ("queue", "processed", "control"))
+
+
+def test_it_switches_to_postgres_and_redis_from_the_environment(tmp_path):
+    found = probe(
+        tmp_path,
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/pneumoweb",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/3",
+        CORS_ALLOWED_ORIGINS="https://a.example,https://b.example",
+        CELERY_QUEUE="q1",
+    )
+    assert found["engine"] == "django.db.backends.postgresql"
+    assert found["name"] == "pneumoweb"
+    assert found["broker"] == "redis://127.0.0.1:6379/3"
+    assert found["cors"] == ["https://a.example", "https://b.example"]
+    assert found["queue"] == "q1"

@@ -14,6 +14,19 @@ operating point of the card would give on all films — plus scores.csv (every f
 threshold, population and gate verdict), roc.png and confusion.png, and prints the tables.
 Beside the metrics, ``ood`` says how many of these films the out-of-distribution gate would
 refuse, and which; the metrics are the classifier's on every readable film.
+
+Radiologists' re-reads and boxes (``ml.training.rsna``; matched to the films by file name):
+
+    python -m ml.cli.evaluate --data runs/splits/nih-val.csv --rereads ../shared/data/nih_pneumonia/rsna.csv \
+        --boxes ../shared/data/nih_pneumonia/boxes.csv
+
+``--rereads``: on the films that have a re-read, the AUC for the radiologists' classes (opacity
+positive, normal negative; and opacity against every other re-read) beside the AUC on the data's
+own labels of the same films (``rereads`` in metrics.json). ``--boxes``: the films with boxes are
+run as the worker runs them (``Predictor.assess_batch(..., explain=True)``) and each map a
+clinician is shown (combined, CNN, ViT; resized to the file's pixels) is measured against the
+boxes: pointing game, mass ratio, the chance baseline (``ml.localisation``; ``localisation`` in
+metrics.json). A film the gate refuses gets no map and is counted apart.
 """
 
 import argparse
@@ -29,27 +42,75 @@ from tqdm import tqdm
 
 from ..constants import AGE_MAX_YEARS, DEFAULT_WEIGHTS
 from ..decode import ImageDecodeError, decode_with_tags
-from ..inference import Predictor
-from ..metrics import bootstrap_intervals, roc_curve, sigmoid, summary
+from ..inference import PNEUMONIA, Predictor
+from ..localisation import film_record, format_summary, summarise
+from ..metrics import bootstrap_intervals, roc_auc, roc_curve, sigmoid, summary
 from ..training.data import deduplicate, load_samples
+from ..training.rsna import load_boxes, load_rereads
 
 
-def score(predictor, samples, batch_size=32, gate=True):
-    """(samples read, their Screened answers, unreadable files); unreadable files are skipped."""
-    read, answers, skipped = [], [], []
-    for start in tqdm(range(0, len(samples), batch_size), desc="evaluate", file=sys.stderr, leave=False):
-        batch, batch_samples = [], []
+def readable_batches(samples, batch_size, skipped, desc):
+    """Batches of (sample, image, info) for the films that decode; the others go to ``skipped``."""
+    for start in tqdm(range(0, len(samples), batch_size), desc=desc, file=sys.stderr, leave=False):
+        batch = []
         for sample in samples[start : start + batch_size]:
             try:
                 image, info = decode_with_tags(sample.path)
             except ImageDecodeError as exc:
                 skipped.append({"file": str(sample.path), "error": str(exc)})
                 continue
-            batch.append((image, info, sample.age))
-            batch_samples.append(sample)
-        answers += predictor.screen(batch, gate=gate)
-        read += batch_samples
+            batch.append((sample, image, info))
+        yield batch
+
+
+def score(predictor, samples, batch_size=32, gate=True):
+    """(samples read, their Screened answers, unreadable files); unreadable files are skipped."""
+    read, answers, skipped = [], [], []
+    for batch in readable_batches(samples, batch_size, skipped, "evaluate"):
+        answers += predictor.screen([(image, info, sample.age) for sample, image, info in batch], gate=gate)
+        read += [sample for sample, _, _ in batch]
     return read, answers, skipped
+
+
+def reread_aucs(read, answers, rereads):
+    """AUCs on the re-read films: radiologists' classes vs the data's labels of the same films."""
+    scores = {Path(s.path).name: a.probability for s, a in zip(read, answers)}
+    labels = {Path(s.path).name: s.label for s in read}
+    matched = {name: reread for name, reread in rereads.items() if name in scores}
+
+    def auc_row(names, positive):
+        y = np.array([int(positive(name)) for name in names])
+        x = np.array([scores[name] for name in names])
+        if not len(names):
+            return {"n": 0, "n_positive": 0, "auc": None, "interval": None}
+        return {"n": len(names), "n_positive": int(y.sum()), "auc": roc_auc(y, x),
+                "interval": bootstrap_intervals(y, x, 0.5).get("auc")}
+
+    out = {"n_reread": len(matched), "classes": {c: sum(v == c for v in matched.values())
+                                                  for c in ("opacity", "normal", "not_normal")}}
+    for key, names in (("opacity_vs_normal", sorted(n for n, v in matched.items() if v in ("opacity", "normal"))),
+                       ("opacity_vs_rest", sorted(matched))):
+        out[key] = {"reread": auc_row(names, lambda n: matched[n] == "opacity"),
+                    "data_labels": auc_row(names, lambda n: labels[n] == 1)}
+    return out
+
+
+def localise(predictor, samples, boxes, batch_size=32):
+    """Pointing game and mass ratio of the maps the worker would show, on the films that have boxes."""
+    records, refused, skipped = [], [], []
+    chosen = [s for s in samples if Path(s.path).name in boxes]
+    for batch in readable_batches(chosen, batch_size, skipped, "localise"):
+        items = [(image, info, sample.age, sample.view or None) for sample, image, info in batch]
+        for (sample, image, _), answer in zip(batch, predictor.assess_batch(items, explain=True), strict=True):
+            if answer.heatmaps is None:
+                refused.append({"file": str(sample.path), "reason": answer.ood_reason})
+                continue
+            maps = {"combined": answer.heatmaps.combined, "cnn": answer.heatmaps.cnn, "vit": answer.heatmaps.vit}
+            records.append(film_record(maps, boxes[Path(sample.path).name], (image.height, image.width),
+                                       label=answer.label))
+    said_pneumonia = [r for r in records if r["label"] == PNEUMONIA]
+    return {"n_with_boxes": len(chosen), "all": summarise(records), "answered_pneumonia": summarise(said_pneumonia),
+            "refused": refused, "skipped": skipped}
 
 
 def metrics_at(labels, scores, thresholds):
@@ -97,7 +158,9 @@ def plot_confusion(metrics, path):
     fig.savefig(path)
 
 
-def evaluate(data, model_path, out_dir, batch_size=32, dedupe=False, gate=True, age=None):
+def evaluate(data, model_path, out_dir, batch_size=32, dedupe=False, gate=True, age=None, rereads=None, boxes=None):
+    rereads = None if rereads is None else (rereads, load_rereads(rereads))  # read first: a bad file fails at once
+    boxes = None if boxes is None else (boxes, load_boxes(boxes))
     predictor = Predictor.from_checkpoint(model_path)
     samples = load_samples(data)
     if dedupe:
@@ -140,6 +203,10 @@ def evaluate(data, model_path, out_dir, batch_size=32, dedupe=False, gate=True, 
         skipped=skipped,
         ood=({"rejected": len(refused), "rate": len(refused) / len(read), "files": refused} if gate else None),
     )
+    if rereads is not None:
+        metrics["rereads"] = {"file": str(rereads[0]), **reread_aucs(read, answers, rereads[1])}
+    if boxes is not None:
+        metrics["localisation"] = {"file": str(boxes[0]), **localise(predictor, read, boxes[1], batch_size)}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -178,6 +245,21 @@ def format_table(metrics):
     return "\n".join(lines)
 
 
+def format_rereads(rereads):
+    """Lines: each re-read comparison's AUC on the radiologists' classes and on the data's labels."""
+    def cell(row):
+        if row["auc"] is None or not np.isfinite(row["auc"]):
+            return f"— (n {row['n']}, {row['n_positive']} positive)"
+        interval = f" [{row['interval'][0]:.3f}, {row['interval'][1]:.3f}]" if row["interval"] else ""
+        return f"{row['auc']:.4f}{interval} (n {row['n']}, {row['n_positive']} positive)"
+
+    lines = [f"re-read films: {rereads['n_reread']} ({', '.join(f'{k} {v}' for k, v in rereads['classes'].items())})"]
+    for key in ("opacity_vs_normal", "opacity_vs_rest"):
+        lines.append(f"AUC {key.replace('_', ' ')}: radiologists {cell(rereads[key]['reread'])};"
+                     f" data labels, same films {cell(rereads[key]['data_labels'])}")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="folder with NORMAL/ and PNEUMONIA/, or a CSV")
@@ -187,11 +269,13 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dedupe", action="store_true", help="drop byte-identical duplicates first")
     parser.add_argument("--no-gate", action="store_true", help="skip counting what the OOD gate would refuse")
+    parser.add_argument("--rereads", type=Path, help="radiologists' re-reads (rsna.csv): AUC on them beside the data's labels")
+    parser.add_argument("--boxes", type=Path, help="opacity boxes (boxes.csv): pointing game and mass ratio of the heatmaps")
     args = parser.parse_args(argv)
     if args.age is not None and not 0 <= args.age <= AGE_MAX_YEARS:
         parser.error(f"--age must be between 0 and {AGE_MAX_YEARS:g} years")
     metrics = evaluate(args.data, args.model, args.out, args.batch_size, args.dedupe, gate=not args.no_gate,
-                       age=args.age)
+                       age=args.age, rereads=args.rereads, boxes=args.boxes)
     print(f"model {metrics['model']['name']} ({metrics['model']['weights_sha256'][:12]}) on {args.data}")
     print(format_table(metrics))
     without_age = sum(row["n_without_age"] for row in metrics["populations"].values())
@@ -200,6 +284,14 @@ def main(argv=None):
     if metrics["ood"] is not None:
         print(f"the OOD gate would refuse {metrics['ood']['rejected']} of {metrics['n']} images"
               f" ({metrics['ood']['rate']:.1%}; listed in metrics.json)")
+    if "rereads" in metrics:
+        print(format_rereads(metrics["rereads"]))
+    if "localisation" in metrics:
+        found = metrics["localisation"]
+        print(format_summary(found["all"], "heatmaps vs boxes, every answered film"))
+        print(format_summary(found["answered_pneumonia"], "heatmaps vs boxes, films the model called PNEUMONIA"))
+        print(f"{found['n_with_boxes']} films with boxes; {len(found['refused'])} refused by the gate (no map),"
+              f" {len(found['skipped'])} unreadable")
     if metrics["skipped"]:
         print(f"skipped {len(metrics['skipped'])} unreadable files (listed in metrics.json)")
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'scores.csv'}, {args.out / 'roc.png'},"

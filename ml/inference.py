@@ -60,6 +60,15 @@ class Screened:
 
 
 @dataclass
+class Forward:
+    """One forward pass over a batch (:meth:`Predictor._forward`), film by film."""
+
+    logits: list  # the model's raw logits, as floats
+    refusals: list  # the learned gate's reason to refuse each film, "" when accepted (or when there is no gate)
+    heatmaps_for: object = None  # with explain: labels (True = PNEUMONIA) → Heatmaps per film, one partial backward
+
+
+@dataclass
 class Predictor:
     model: HybridNet
     name: str
@@ -133,6 +142,29 @@ class Predictor:
         """items: iterable of (decoded PIL image, age in years or None) → list of P(pneumonia)."""
         return [s.probability for s in self.screen([(image, None, age) for image, age in items], gate=False)]
 
+    def _forward(self, images, ages, *, explain=False):
+        """The one forward pass of evaluation and serving: a :class:`Forward` for these images and ages (years)."""
+        tensors = torch.stack([image_to_tensor(image, self.model.config) for image in images])
+        tensors = tensors.to(self.device, memory_format=self.layout)
+        age_inputs = self.model_ages(ages).to(self.device)
+        heatmaps_for = None
+        if explain:  # the traced pass keeps what the heatmaps' partial backward needs
+            with self.autocast():
+                features, logits, heatmaps_for = traced_forward(self.model, tensors, age_inputs)
+        else:
+            with torch.inference_mode(), self.autocast():
+                features = self.model.image_features(tensors)
+                logits = self.model.fuse(features, age_inputs)
+        refusals = ([reason if rejected else "" for rejected, reason, _, _ in
+                     self.gate.decide(torch.cat(features, 1).float().cpu())] if self.gate is not None
+                    else [""] * len(images))
+        return Forward(logits.float().cpu().tolist(), refusals, heatmaps_for)
+
+    def _calibrated(self, logit, age):
+        """(P(pneumonia) at the operating point of this age, that point)."""
+        point = self.point(age)
+        return torch.sigmoid(torch.tensor(logit / point.temperature)).item(), point
+
     @torch.inference_mode()
     def screen(self, items, *, gate=True):
         """The batch form of :meth:`assess`, for evaluation: items are (image, SourceInfo or None, age).
@@ -143,21 +175,11 @@ class Predictor:
         items = list(items)
         if not items:
             return []
-        images = torch.stack([image_to_tensor(image, self.model.config) for image, _, _ in items])
-        with self.autocast():
-            features = self.model.image_features(images.to(self.device, memory_format=self.layout))
-            logits = self.model.fuse(features, self.model_ages([age for _, _, age in items]).to(self.device))
-        features = [f.float() for f in features]
-        reasons = [""] * len(items)
-        if gate:
-            learned = (self.gate.decide(torch.cat(features, 1).float().cpu()) if self.gate is not None
-                       else [(False, "", None, None)] * len(items))
-            reasons = [image_check(image, info) or learned_reason
-                       for (image, info, _), (_, learned_reason, _, _) in zip(items, learned)]
+        forward = self._forward([image for image, _, _ in items], [age for _, _, age in items])
         out = []
-        for (_, _, age), logit, reason in zip(items, logits.float().cpu().tolist(), reasons):
-            point = self.point(age)
-            probability = torch.sigmoid(torch.tensor(logit / point.temperature)).item()
+        for (image, info, age), logit, refusal in zip(items, forward.logits, forward.refusals, strict=True):
+            probability, point = self._calibrated(logit, age)
+            reason = (image_check(image, info) or refusal) if gate else ""
             out.append(Screened(logit, probability, point.threshold, point.population, reason))
         return out
 
@@ -185,34 +207,22 @@ class Predictor:
                 accepted.append(index)
         if not accepted:
             return answers
-        images = torch.stack([image_to_tensor(items[i][0], self.model.config) for i in accepted])
-        images = images.to(self.device, memory_format=self.layout)
-        ages = self.model_ages([items[i][2] for i in accepted]).to(self.device)
-        if explain:
-            with self.autocast():
-                features, logits, heatmaps_for = traced_forward(self.model, images, ages)
-        else:
-            with torch.inference_mode(), self.autocast():
-                features = self.model.image_features(images)
-                logits = self.model.fuse(features, ages)
-        decisions = (self.gate.decide(torch.cat(features, 1).float().cpu()) if self.gate is not None
-                     else [(False, "", None, None)] * len(accepted))
+        forward = self._forward([items[i][0] for i in accepted], [items[i][2] for i in accepted], explain=explain)
         labels = []
-        for index, logit, (rejected, reason, _, _) in zip(accepted, logits.float().cpu().tolist(), decisions):
+        for index, logit, refusal in zip(accepted, forward.logits, forward.refusals, strict=True):
             answer = answers[index]
-            if rejected:
-                answer.ood, answer.ood_reason = True, reason
+            if refusal:
+                answer.ood, answer.ood_reason = True, refusal
                 labels.append(False)
                 continue
             if self.gate is None and self.trained:
                 answer.warnings.append("This model has no learned out-of-distribution check: only the image checks ran.")
-            point = self.point(items[index][2])
-            answer.probability = torch.sigmoid(torch.tensor(logit / point.temperature)).item()
+            answer.probability, point = self._calibrated(logit, items[index][2])
             answer.label = PNEUMONIA if answer.probability >= point.threshold else NORMAL
             answer.population, answer.threshold = point.population, point.threshold
             labels.append(answer.label == PNEUMONIA)
         if explain and any(not answers[i].ood for i in accepted):
-            for index, heatmaps in zip(accepted, heatmaps_for(labels)):
+            for index, heatmaps in zip(accepted, forward.heatmaps_for(labels), strict=True):
                 if not answers[index].ood:
                     answers[index].heatmaps = heatmaps
         return answers

@@ -118,6 +118,7 @@ class PredictionAdmin(AuditedCsvExport, AdminStyles, OwnedQuerysetMixin, admin.M
     fieldsets = [
         (None, {"fields": ["image_preview", "study", "patient_mrn", "status", "label", "probability", "threshold", "population",
                            "ood", "ood_reason", "warnings_display"]}),
+        ("Bacterial or viral (secondary)", {"fields": ["subtype", "subtype_probability", "subtype_validation"]}),
         ("Model", {"fields": ["model_name", "model_sha256"]}),
         ("Timings", {"fields": ["queued_at", "started_at", "finished_at", "attempts", "error"]}),
         ("Review", {"fields": ["review_verdict", "review_label", "review_comment", "reviewed_by", "reviewed_at"]}),
@@ -204,6 +205,8 @@ class PredictionAdmin(AuditedCsvExport, AdminStyles, OwnedQuerysetMixin, admin.M
         ("ood", lambda p: "" if p.ood is None else str(p.ood).lower()),
         ("ood_reason", lambda p: p.ood_reason),
         ("warnings", lambda p: " | ".join(p.warnings)),
+        ("subtype", lambda p: p.subtype),
+        ("subtype_probability", lambda p: "" if p.subtype_probability is None else f"{p.subtype_probability:.4f}"),
         ("model_name", lambda p: p.model_name),
         ("model_sha256", lambda p: p.model_sha256),
         ("queued_at", lambda p: p.queued_at.isoformat()),

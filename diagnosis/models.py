@@ -129,6 +129,10 @@ class Prediction(models.Model):
         PNEUMONIA = "PNEUMONIA"
         NORMAL = "NORMAL"
 
+    class Subtype(models.TextChoices):
+        BACTERIAL = "bacterial", "Bacterial"
+        VIRAL = "viral", "Viral"
+
     class Verdict(models.TextChoices):
         AGREE = "agree"
         DISAGREE = "disagree"
@@ -171,6 +175,13 @@ class Prediction(models.Model):
     heatmap_vit = models.FileField("ViT heatmap", upload_to=heatmap_upload_to, max_length=255, blank=True)
     warnings = models.JSONField(
         default=list, blank=True, help_text="Intended-use warnings: the study is outside the model's validated population."
+    )
+    # Secondary output: given only for a PNEUMONIA result at the ages it was validated on (children
+    # 1–5, Kermany); it never changes the label. Its own validation figure is kept with it.
+    subtype = models.CharField("bacterial or viral", max_length=10, choices=Subtype.choices, blank=True)
+    subtype_probability = models.FloatField(null=True, blank=True, help_text="P(the subtype given), 0.5–1.")
+    subtype_validation = models.JSONField(
+        default=dict, blank=True, help_text="The subtype output's validation: AUC, its 95 % interval, films, ages."
     )
     attempts = models.PositiveIntegerField(default=0)
     # Delivery: when the job was last handed to the broker (null: not yet, e.g. the broker was down),

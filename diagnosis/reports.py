@@ -23,6 +23,10 @@ FINDINGS = {  # SNOMED CT codes of what the label says
     "PNEUMONIA": {"system": SNOMED, "code": "233604007", "display": "Pneumonia"},
     "NORMAL": {"system": SNOMED, "code": "17621005", "display": "Normal"},
 }
+SUBTYPES = {  # SNOMED CT codes of the secondary bacterial / viral output
+    "bacterial": {"system": SNOMED, "code": "53084003", "display": "Bacterial pneumonia"},
+    "viral": {"system": SNOMED, "code": "75570004", "display": "Viral pneumonia"},
+}
 GENDERS = {"F": "female", "M": "male", "O": "other", "U": "unknown"}
 
 
@@ -54,10 +58,26 @@ class Facts:
     model_name: str
     model_sha256: str
     review: dict = field(default_factory=dict)
+    subtype: str = ""
+    subtype_probability: float = None
+    subtype_validation: dict = field(default_factory=dict)
 
     @property
     def refused(self):
         return self.status == Prediction.Status.REJECTED
+
+    def subtype_text(self):
+        """The secondary output in words, with its own validation figure; "" when none was given."""
+        if not self.subtype:
+            return ""
+        v = self.subtype_validation or {}
+        figure = f"validation AUC {v['auc']:.3f}" if v.get("auc") is not None else "validation figure unrecorded"
+        if v.get("ci95"):
+            figure += f" [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
+        ages = v.get("validated_ages")
+        where = f"children {ages[0]:g}–{ages[1]:g} years" if ages else "the ages it was validated on"
+        return (f"Secondary, not a diagnosis: {self.subtype} pattern more likely (P {self.subtype_probability:.2f}; "
+                f"{figure} in {where}).")
 
     def conclusion(self):
         if self.refused:
@@ -69,6 +89,8 @@ class Facts:
             verdict = "agrees" if self.review["verdict"] == "agree" else "disagrees"
             final = self.review.get("label") or self.label
             text += f" Reviewer {self.review['reviewer']} {verdict}: {final}."
+        if self.subtype:
+            text += " " + self.subtype_text()
         return text
 
 
@@ -91,7 +113,8 @@ def facts_of(prediction, version, review, now):
         view=study.get_view_display(), status=prediction.status, label=prediction.label,
         probability=prediction.probability, threshold=prediction.threshold, population=prediction.population,
         warnings=list(prediction.warnings), ood_reason=prediction.ood_reason, model_name=prediction.model_name,
-        model_sha256=prediction.model_sha256, review=review,
+        model_sha256=prediction.model_sha256, review=review, subtype=prediction.subtype,
+        subtype_probability=prediction.subtype_probability, subtype_validation=dict(prediction.subtype_validation),
     )
 
 
@@ -178,12 +201,15 @@ def render_pdf(facts, picture_png):
         story.append(table([("Why", facts.ood_reason)]))
     else:
         story.append(p(f"{facts.label}", "Heading3"))
-        story.append(table([("P(pneumonia), calibrated", f"{facts.probability:.3f}"),
-                            ("Operating point", f"{facts.population or 'single'} (threshold {facts.threshold:.3f})")]))
+        rows = [("P(pneumonia), calibrated", f"{facts.probability:.3f}"),
+                ("Operating point", f"{facts.population or 'single'} (threshold {facts.threshold:.3f})")]
+        if facts.subtype:
+            rows.append(("Bacterial or viral (secondary)", facts.subtype_text()))
+        story.append(table(rows))
     if facts.warnings:
         story += [Spacer(1, 0.2 * cm), p("Intended-use warnings", "Heading3")] + [p(f"• {w}") for w in facts.warnings]
-    caption = "The X-ray" + ("" if facts.refused else " with the heatmap of where the model looked (CNN Grad-CAM + ViT "
-                                                      "attention rollout)")
+    caption = "The X-ray" + ("" if facts.refused else " with the heatmap of where the model's features lie (CNN "
+                                                      "Grad-CAM): not a lesion outline")
     image = PdfImage(io.BytesIO(picture_png))
     scale = min(7 * cm / image.imageWidth, 7 * cm / image.imageHeight)
     image.drawWidth, image.drawHeight = image.imageWidth * scale, image.imageHeight * scale
@@ -239,10 +265,22 @@ def fhir_report(facts, *, amended=False):
             "code": "POS" if facts.label == "PNEUMONIA" else "NEG"}]}]
         observation["referenceRange"] = [{"text": f"PNEUMONIA at or above {facts.threshold:.6f} "
                                                   f"({facts.population or 'single'} operating point)"}]
+    contained = [patient, device, {k: v for k, v in observation.items() if v is not None}]
+    results = [{"reference": "#observation"}]
+    if facts.subtype and not facts.refused:
+        contained.append({
+            "resourceType": "Observation", "id": "subtype", "status": status,
+            "category": observation["category"], "subject": {"reference": "#patient"},
+            "device": {"reference": "#device"}, "effectiveDateTime": facts.study_date,
+            "code": {"text": "AI-estimated pneumonia pattern, bacterial or viral (secondary output)"},
+            "valueCodeableConcept": {"coding": [SUBTYPES[facts.subtype]], "text": facts.subtype},
+            "note": [{"text": facts.subtype_text()}],
+        })
+        results.append({"reference": "#subtype"})
     report = {
         "resourceType": "DiagnosticReport", "id": f"prediction-{facts.prediction_id}-v{facts.version}",
         "meta": {"versionId": str(facts.version)},
-        "contained": [patient, device, {k: v for k, v in observation.items() if v is not None}],
+        "contained": contained,
         "identifier": [{"system": "urn:pneumoweb:prediction", "value": str(facts.prediction_id)}],
         "status": status,
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD",
@@ -253,7 +291,7 @@ def fhir_report(facts, *, amended=False):
         "subject": {"reference": "#patient"},
         "effectiveDateTime": facts.study_date,
         "issued": facts.generated_at,
-        "result": [{"reference": "#observation"}],
+        "result": results,
         "conclusion": facts.conclusion() + " " + DISCLAIMER,
     }
     if not facts.refused:

@@ -1,17 +1,23 @@
-"""Where the model looked: a class-specific map from each image branch, combined into one heatmap.
+"""Where the model looked: a class-specific map from each image branch, and the map shown by default.
 
-CNN: Grad-CAM (Selvaraju et al. 2017) on the last convolutional feature map. ViT: attention
-rollout whose last blocks are weighted by their gradients (Chefer, Gur & Wolf 2021, "Generic
-Attention-model Explainability"): in the last ``GRADIENT_BLOCKS`` blocks each attention map is
-weighted by its gradient, clipped at zero, averaged over heads and accumulated (R ← R + ĀR);
-the blocks before them, whose attention is mostly local mixing, are rolled out plainly (Abnar &
-Zuidema 2020: ½A + ½I, head-averaged) and carry that relevance back to the input patches. The
-CLS token's row over the patch tokens, reshaped to the patch grid, is the map. Only the last
-blocks are differentiated: a study's heatmaps cost a fraction of a backward pass. (Grad-CAM on
-the ViT's patch tokens was tried first: on DINOv2 it lights up uniform background and borders,
-where high-norm tokens sit, not the lungs.) Each map is taken for the label given (evidence for
-PNEUMONIA, or for NORMAL when that is the answer), upsampled to the model's input size, scaled
-to [0, 1], and the two are averaged.
+Chosen against radiologists' opacity boxes on the NIH training split (``python -m ml.cli.sweep_maps``;
+docs/MODEL_CARD.md, "Heatmaps"), each map taken for the label given (evidence for PNEUMONIA, or
+for NORMAL when that is the answer):
+
+- CNN: Grad-CAM (Selvaraju et al. 2017) on the stage at half the final resolution (14×14 for a
+  224 px input: ``blocks.4`` of EfficientNet-Lite0), gated by Grad-CAM on the final 7×7 feature
+  map (their geometric mean: the finer stage says where, the last one whether it counts for the
+  label; for the pooled-linear head the 7×7 Grad-CAM equals CAM), upsampled and smoothed
+  (:func:`smooth`). The 7×7 map alone peaked on its grid and hit the boxes no better than chance.
+  Only the last stages are differentiated, from the recorded 14×14 activation on.
+- ViT: CAM of the pooled-linear head's mean-patch half on the final patch tokens (for "mean"
+  fusion with "token+avg" pooling, Σ_d w_d/scale_d · (token_d − μ_d) per patch; no backward):
+  the share of the branch's logit each patch gives. Attention rollout (Abnar & Zuidema 2020, and
+  gradient-weighted, Chefer et al. 2021), shown before, pointed at the boxes in 0 % of films,
+  border ring and high-norm tokens suppressed or not. Not defined for other ViT heads (None).
+- combined (shown by default): the CNN map (the best-pointing one), else the ViT map.
+
+All maps are at the model's input size, scaled to [0, 1], from the forward pass that gave the answer.
 """
 
 import io
@@ -23,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .model import fit_to
 from .preprocessing import age_to_tensor, image_to_tensor
 
-GRADIENT_BLOCKS = 2  # ViT blocks whose attention is weighted by its gradient (the rest: plain rollout)
+SMOOTH = 15 / 224  # box-blur width (share of the side), applied twice: ≈ a Gaussian of σ 6 px at 224
 
 
 @dataclass
@@ -42,16 +49,53 @@ def _normalise(cam, size):
     return (cam / peak if peak > 0 else cam).detach().cpu().numpy()
 
 
+def smooth(heat, width=SMOOTH):
+    """The map box-blurred twice (``width`` of its side, odd, edges averaged over the pixels inside), peak 1."""
+    heat = torch.as_tensor(np.asarray(heat, dtype=np.float32))
+    k = max(int(round(width * heat.shape[-1])) // 2 * 2 + 1, 1)
+    t = heat[None, None]
+    for _ in range(2):
+        t = F.avg_pool2d(t, k, stride=1, padding=k // 2, count_include_pad=False)
+    t = t[0, 0]
+    peak = float(t.max())
+    return (t / peak if peak > 0 else t).numpy()
+
+
+def gradcam(activations, gradients):
+    """Grad-CAM of one row: ReLU(Σ_c mean(∂logit/∂A_c) · A_c) over (C, h, w)."""
+    return F.relu((gradients.float().mean((1, 2))[:, None, None] * activations.float()).sum(0))
+
+
+def gated_gradcam(fine, coarse):
+    """Geometric mean of a fine Grad-CAM and a coarse one bilinearly upsampled to its grid (both ≥ 0)."""
+    coarse = F.interpolate(coarse[None, None], size=fine.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    return torch.sqrt(fine.clamp(min=0) * coarse.clamp(min=0))
+
+
+def patch_cam(model, tokens, sign):
+    """ViT map on the patch grid: ReLU(sign · Σ_d w_d/scale_d (token_d − μ_d)), the mean-patch half of the head.
+
+    ``tokens``: one row's final (normalised) tokens (tokens, dim); None when the head has no mean-patch half.
+    """
+    vit = model.vit
+    if model.config.fusion != "mean" or model.config.vit_pool != "token+avg":
+        return None
+    head, d = model.heads["vit"], vit.num_features
+    weight = head.linear.weight[0, d:].float() / head.scale[d:].float()
+    patches = tokens[vit.num_prefix_tokens:].float() - head.mean[d:].float()
+    return F.relu(sign * (patches @ weight)).reshape(vit.patch_embed.grid_size)
+
+
 def traced_forward(model, images, ages):
     """One forward pass of a batch that also records what the maps need.
 
     Returns (image features, logits, explain): features and logits as ``model.image_features``
-    and ``model.fuse`` give them (detached), and ``explain(toward_pneumonia)``, which takes the
-    gradients of those same logits and returns one :class:`Heatmaps` per row (``toward_pneumonia``:
-    one bool for every row, or one per row). The worker calls it once per batch of studies: the
-    probabilities, the OOD gate and the maps share the one forward pass. Gradients are taken
-    w.r.t. recorded activations only (the CNN's feature map, the last blocks' attention), never
-    the weights, and nothing below those activations is differentiated. Rows do not interact (batch
+    and ``model.fuse`` give them (detached), and ``explain(toward_pneumonia)``, which returns one
+    :class:`Heatmaps` per row (``toward_pneumonia``: one bool for every row, or one per row). The
+    worker calls it once per batch of studies: the probabilities, the OOD gate and the maps share
+    the one forward pass. The ViT map needs no gradient; the CNN's takes the gradients of those
+    same logits w.r.t. two recorded activations (its 14×14 stage and its final feature map), never
+    the weights, and nothing below the 14×14 stage is differentiated. Rows do not interact (batch
     norm is frozen at inference), so the gradient of the signed sum of the logits gives each
     row's own map.
     """
@@ -60,40 +104,52 @@ def traced_forward(model, images, ages):
     with torch.enable_grad():
         for name in model.image_branches:
             if name == "cnn":
-                with torch.no_grad():
+                with _stage_recorded(model.cnn) as stage:
                     feature_map = model.cnn.forward_features(images)
-                recorded["cnn"] = feature_map = feature_map.detach().requires_grad_(True)
+                if not stage:  # no finer stage found: Grad-CAM on the final feature map alone
+                    feature_map = feature_map.detach().requires_grad_(True)
+                recorded["cnn"] = (stage[0], feature_map) if stage else (None, feature_map)
                 features.append(model.cnn.forward_head(feature_map))
             else:
-                with _attention_recorded(model.vit) as attentions:
-                    features.append(model.branch_features("vit", images))
-                recorded["vit"] = attentions
+                with torch.no_grad():
+                    tokens = model.vit.forward_features(fit_to(model.vit, images))
+                recorded["vit"] = tokens
+                features.append(model.pool_vit(tokens))
         logits = model.fuse(features, ages)
 
     def explain(toward_pneumonia=True):
-        signs = torch.as_tensor(toward_pneumonia, dtype=logits.dtype, device=logits.device)
+        signs = torch.as_tensor(toward_pneumonia, dtype=torch.float32, device=logits.device)
         signs = (signs.expand(len(logits)) if signs.ndim == 0 else signs) * 2 - 1
-        feature_map, attentions = recorded.get("cnn"), recorded.get("vit", [])
-        graded = attentions[-GRADIENT_BLOCKS:] if attentions else []
-        inputs = ([feature_map] if feature_map is not None else []) + graded
-        with torch.enable_grad():
-            grads = list(torch.autograd.grad((logits * signs).sum(), inputs))
-        cnn_grad = grads.pop(0) if feature_map is not None else None
+        stage, feature_map = recorded.get("cnn", (None, None))
+        grads = {}
+        if feature_map is not None and feature_map.requires_grad:
+            inputs = [t for t in (stage, feature_map) if t is not None]
+            with torch.enable_grad():
+                found = torch.autograd.grad((logits.float() * signs).sum(), inputs, allow_unused=True)
+            grads = dict(zip(("stage", "final") if stage is not None else ("final",), found, strict=True))
         out = []
         for row in range(len(logits)):
             maps = {}
-            if feature_map is not None:
-                fmap, grad = feature_map[row].detach().float(), cnn_grad[row].float()  # (C, h, w)
-                maps["cnn"] = _normalise(F.relu((grad.mean((1, 2))[:, None, None] * fmap).sum(0)), size)
-            if attentions:
-                maps["vit"] = _normalise(_attention_rollout([a[row:row + 1] for a in attentions],
-                                                            [g[row:row + 1] for g in grads], model.vit), size)
-            combined = np.mean(list(maps.values()), axis=0)
-            peak = combined.max()
-            out.append(Heatmaps(combined / peak if peak > 0 else combined, maps.get("cnn"), maps.get("vit")))
+            if grads:
+                final = gradcam(feature_map[row].detach(), _zeros_if_none(grads["final"], feature_map)[row])
+                if stage is not None:
+                    final = gated_gradcam(gradcam(stage[row].detach(), _zeros_if_none(grads["stage"], stage)[row]), final)
+                maps["cnn"] = smooth(_normalise(final, size))
+            if "vit" in recorded:
+                cam = patch_cam(model, recorded["vit"][row].detach(), float(signs[row]))
+                if cam is not None:
+                    maps["vit"] = _normalise(cam, size)
+            combined = maps.get("cnn", maps.get("vit"))
+            if combined is None:
+                combined = np.zeros((size, size), dtype=np.float32)
+            out.append(Heatmaps(combined, maps.get("cnn"), maps.get("vit")))
         return out
 
     return [f.detach() for f in features], logits.detach(), explain
+
+
+def _zeros_if_none(grad, like):
+    return torch.zeros_like(like) if grad is None else grad
 
 
 def explain_image(model, image, *, age=None, toward_pneumonia=True):
@@ -104,49 +160,34 @@ def explain_image(model, image, *, age=None, toward_pneumonia=True):
     return explain(toward_pneumonia)[0]
 
 
+def _stage_module(cnn):
+    """The CNN's last feature stage at half the final resolution (timm ``feature_info``), or None."""
+    info = getattr(cnn, "feature_info", None)
+    stages = list(info) if info is not None else []
+    if len(stages) < 2:
+        return None
+    final = stages[-1]["reduction"]
+    finer = [s for s in stages if s["reduction"] == final // 2]
+    return cnn.get_submodule(finer[-1]["module"]) if finer else None
+
+
 @contextmanager
-def _attention_recorded(vit):
-    """Inside, every block's attention matrix is appended to the yielded list (the fused kernel hides it).
+def _stage_recorded(cnn):
+    """Inside, the output of the CNN's half-resolution stage is cut from the graph below it, made to
+    require a gradient and appended to the yielded list (weights are frozen: nothing below is recorded)."""
+    recorded, module = [], _stage_module(cnn)
 
-    The input of the first differentiated block is cut from the graph below it and made to require
-    a gradient, so the last blocks' attention is differentiable even when the weights are not.
-    """
-    attentions, hooks, fused = [], [], []
-    first_graded = max(len(vit.blocks) - GRADIENT_BLOCKS, 0)
+    def hook(_module, _args, output):
+        output = output.detach().requires_grad_(True)
+        recorded.append(output)
+        return output
+
+    handle = module.register_forward_hook(hook) if module is not None else None
     try:
-        for block in vit.blocks:
-            fused.append(block.attn.fused_attn)
-            block.attn.fused_attn = False
-            hooks.append(block.attn.attn_drop.register_forward_hook(
-                lambda _module, _args, attention: attentions.append(attention)))
-        hooks.append(vit.blocks[first_graded].register_forward_pre_hook(
-            lambda _module, args: (args[0].detach().requires_grad_(True), *args[1:])))
-        yield attentions
+        yield recorded
     finally:
-        for hook in hooks:
-            hook.remove()
-        for block, was_fused in zip(vit.blocks, fused):
-            block.attn.fused_attn = was_fused
-
-
-def _attention_rollout(attentions, grads, vit):
-    """CLS-to-patch relevance on the patch grid: gradient-weighted last blocks, plain rollout below them."""
-    tokens = attentions[0].shape[-1]
-    eye = torch.eye(tokens, device=attentions[0].device)
-    first_graded = len(attentions) - len(grads)
-    early = eye
-    for attention in attentions[:first_graded]:  # (1, heads, tokens, tokens); float32 even under autocast
-        early = (0.5 * attention.detach()[0].float().mean(0) + 0.5 * eye) @ early
-    late = eye
-    for attention, grad in zip(attentions[first_graded:], grads):
-        weighted = (grad.float() * attention.detach().float())[0].clamp(min=0).mean(0)
-        late = late + weighted @ late
-    relevance = late @ early
-    grid = relevance[0, vit.num_prefix_tokens:].reshape(vit.patch_embed.grid_size)
-    # DINOv2 gathers global information in a few high-norm patch tokens (often over a film marker or
-    # the background); one of them can hold most of the relevance and flatten the rest of the map.
-    # Capping at the 98th percentile of the grid keeps the map about the film, not those tokens.
-    return grid.clamp(max=float(torch.quantile(grid.flatten(), 0.98)))
+        if handle is not None:
+            handle.remove()
 
 
 def heatmap_png(heat, *, max_alpha=200):

@@ -23,6 +23,7 @@ from .model import HybridNet
 from .ood import OodGate, image_check
 from .populations import model_age, point_for_age
 from .preprocessing import age_to_tensor, image_to_tensor
+from .subtype import Subtype, SubtypeHead
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ class Assessment:
     heatmaps: Heatmaps = None  # with assess(explain=True), for an accepted image
     population: str = ""  # the operating point used (pediatric, adult, ...)
     threshold: float = None
+    # Bacterial or viral (ml.subtype), secondary: only for a PNEUMONIA label, not refused, when the checkpoint
+    # carries the head and the age is given and within the head's validated ages; never changes the answer above.
+    subtype: Subtype = None
 
 
 @dataclass
@@ -65,6 +69,7 @@ class Forward:
 
     logits: list  # the model's raw logits, as floats
     refusals: list  # the learned gate's reason to refuse each film, "" when accepted (or when there is no gate)
+    features: torch.Tensor = None  # (n, d) the image branches' pooled features, concatenated, float32 on the CPU
     heatmaps_for: object = None  # with explain: labels (True = PNEUMONIA) → Heatmaps per film, one partial backward
 
 
@@ -79,6 +84,7 @@ class Predictor:
     # Autocast dtype for the forward passes: "bf16" by default on CUDA (tensor cores), "fp32" on a CPU.
     precision: str = "auto"
     gate: OodGate = None  # the learned out-of-distribution check, when the checkpoint carries one
+    subtype: SubtypeHead = None  # bacterial or viral for young children's PNEUMONIA results, when the checkpoint carries it
 
     def __post_init__(self):
         self.card = self.card or ModelCard.from_dict({})
@@ -103,6 +109,7 @@ class Predictor:
             weights_sha256=card.weights_sha256,
             card=card,
             gate=OodGate.from_checkpoint(extra, card.raw.get("ood")),
+            subtype=SubtypeHead.from_checkpoint(extra, card.raw.get("subtype")),
             precision=precision,
         )
 
@@ -155,10 +162,11 @@ class Predictor:
             with torch.inference_mode(), self.autocast():
                 features = self.model.image_features(tensors)
                 logits = self.model.fuse(features, age_inputs)
-        refusals = ([reason if rejected else "" for rejected, reason, _, _ in
-                     self.gate.decide(torch.cat(features, 1).float().cpu())] if self.gate is not None
-                    else [""] * len(images))
-        return Forward(logits.float().cpu().tolist(), refusals, heatmaps_for)
+        joined = (torch.cat(features, 1).detach().float().cpu() if len(features)
+                  else torch.zeros(len(images), 0))  # an age-only model has no image features
+        refusals = ([reason if rejected else "" for rejected, reason, _, _ in self.gate.decide(joined)]
+                    if self.gate is not None else [""] * len(images))
+        return Forward(logits.float().cpu().tolist(), refusals, joined, heatmaps_for)
 
     def _calibrated(self, logit, age):
         """(P(pneumonia) at the operating point of this age, that point)."""
@@ -208,8 +216,8 @@ class Predictor:
         if not accepted:
             return answers
         forward = self._forward([items[i][0] for i in accepted], [items[i][2] for i in accepted], explain=explain)
-        labels = []
-        for index, logit, refusal in zip(accepted, forward.logits, forward.refusals, strict=True):
+        labels, subtyped = [], []
+        for row, (index, logit, refusal) in enumerate(zip(accepted, forward.logits, forward.refusals, strict=True)):
             answer = answers[index]
             if refusal:
                 answer.ood, answer.ood_reason = True, refusal
@@ -221,6 +229,12 @@ class Predictor:
             answer.label = PNEUMONIA if answer.probability >= point.threshold else NORMAL
             answer.population, answer.threshold = point.population, point.threshold
             labels.append(answer.label == PNEUMONIA)
+            if answer.label == PNEUMONIA and self.subtype is not None and self.subtype.applies(items[index][2]):
+                subtyped.append((index, row))
+        if subtyped:  # read from the same forward pass's features, after the answer above is fixed
+            rows = forward.features[[row for _, row in subtyped]]
+            for (index, _), subtype in zip(subtyped, self.subtype.predict(rows), strict=True):
+                answers[index].subtype = subtype
         if explain and any(not answers[i].ood for i in accepted):
             for index, heatmaps in zip(accepted, forward.heatmaps_for(labels), strict=True):
                 if not answers[index].ood:

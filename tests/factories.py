@@ -125,6 +125,14 @@ class PredictionFactory(factory.django.DjangoModelFactory):
             model_sha256="ab" * 32,
             ood=False,
         )
+        # A child's PNEUMONIA result with the secondary bacterial / viral output (issue 17).
+        bacterial = factory.Trait(
+            succeeded=True,
+            population="pediatric",
+            subtype=Prediction.Subtype.BACTERIAL,
+            subtype_probability=0.83,
+            subtype_validation={"auc": 0.912, "ci95": [0.88, 0.94], "n": 561, "validated_ages": [1, 5]},
+        )
         rejected = factory.Trait(
             status=Prediction.Status.REJECTED,
             ood=True,

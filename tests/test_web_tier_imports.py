@@ -65,7 +65,7 @@ def test_it_decodes_uploads_and_dicoms_without_torch():
     assert out.stdout.strip() == "[]"
 
 
-SERVING_CORE = ["constants", "pixels", "dicom", "decode", "preprocessing", "config", "model", "checkpoint", "card",
+SERVING_CORE = ["constants", "pixels", "dicom", "decode", "preprocessing", "config", "model", "checkpoint", "card", "subtype",
                 "device", "populations", "intended_use", "ood", "explain", "inference", "metrics"]
 
 

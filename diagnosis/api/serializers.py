@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from ..images import check_each, check_upload, study_fields
@@ -107,6 +107,7 @@ class PredictionSerializer(serializers.ModelSerializer):
     heatmaps = serializers.SerializerMethodField()
     report = serializers.SerializerMethodField()
     fhir = serializers.SerializerMethodField()
+    subtype = serializers.SerializerMethodField()
     warnings = serializers.ListField(
         child=serializers.CharField(), read_only=True,
         help_text="Intended-use warnings (e.g. age outside the validated range, a lateral view): the result "
@@ -117,7 +118,8 @@ class PredictionSerializer(serializers.ModelSerializer):
         model = Prediction
         fields = [
             "id", "url", "page_url", "status", "label", "probability", "confidence", "threshold", "population",
-            "ood", "ood_reason", "warnings", "heatmap", "heatmaps", "report", "fhir", "model", "queued_at", "started_at", "finished_at", "error", "patient", "study", "review",
+            "ood", "ood_reason", "warnings", "subtype", "heatmap", "heatmaps", "report", "fhir", "model", "queued_at",
+            "started_at", "finished_at", "error", "patient", "study", "review",
         ]
         read_only_fields = fields
 
@@ -125,6 +127,20 @@ class PredictionSerializer(serializers.ModelSerializer):
     def get_label(self, prediction):
         """PNEUMONIA or NORMAL once succeeded; null before, and for a rejected, failed or cancelled job."""
         return prediction.label or None
+
+    @extend_schema_field(inline_serializer("Subtype", {
+        "label": serializers.ChoiceField(choices=Prediction.Subtype.choices),
+        "probability": serializers.FloatField(help_text="P(the subtype given), 0.5–1."),
+        "validation": serializers.DictField(help_text="auc, ci95, n, validated_ages of this output"),
+        "note": serializers.CharField(),
+    }, allow_null=True))
+    def get_subtype(self, prediction):
+        """Bacterial or viral: secondary, for PNEUMONIA results at the validated ages only; null otherwise."""
+        if not prediction.subtype:
+            return None
+        return {"label": prediction.subtype, "probability": prediction.subtype_probability,
+                "validation": prediction.subtype_validation,
+                "note": "Secondary information; it never changes the PNEUMONIA/NORMAL label."}
 
     @extend_schema_field(serializers.URLField(allow_null=True))
     def get_heatmap(self, prediction):

@@ -195,7 +195,7 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("branch", str, enum=list(Prediction.HEATMAP_BRANCHES), default="combined")],
-        responses={(200, "image/png"): OpenApiResponse(description="Heatmap (CNN Grad-CAM and ViT attention rollout), RGBA PNG to overlay on the X-ray")},
+        responses={(200, "image/png"): OpenApiResponse(description="Heatmap (combined = CNN Grad-CAM at 14×14; cnn; vit = ViT patch CAM), RGBA PNG to overlay on the X-ray")},
     )
     @action(detail=True, methods=["get"])
     def heatmap(self, request, pk=None):

@@ -34,6 +34,7 @@ def save_results(token, predictor, answers):
                     model_sha256=predictor.weights_sha256,
                     error="",
                     warnings=answer.warnings,
+                    **subtype_fields(answer.subtype),
                     **heatmaps[pk],
                 )
                 if not updated:  # cancelled or reclaimed meanwhile: nothing points at its maps
@@ -42,6 +43,14 @@ def save_results(token, predictor, answers):
         delete_files([name for names in heatmaps.values() for name in names.values()])
         raise
     delete_files(unrecorded)
+
+
+def subtype_fields(subtype):
+    """The row's subtype columns from an answer's ``ml.subtype.Subtype`` (None: no subtype given)."""
+    if subtype is None:
+        return {"subtype": "", "subtype_probability": None, "subtype_validation": {}}
+    return {"subtype": subtype.label, "subtype_probability": subtype.probability,
+            "subtype_validation": subtype.validation()}
 
 
 def heatmap_storage():

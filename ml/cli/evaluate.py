@@ -32,35 +32,18 @@ metrics.json). A film the gate refuses gets no map and is counted apart.
 import argparse
 import csv
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from tqdm import tqdm
 
 from ..constants import AGE_MAX_YEARS, DEFAULT_WEIGHTS
-from ..decode import ImageDecodeError, decode_with_tags
 from ..inference import PNEUMONIA, Predictor
 from ..localisation import film_record, format_summary, summarise
 from ..metrics import bootstrap_intervals, roc_auc, roc_curve, sigmoid, summary
-from ..training.data import deduplicate, load_samples
+from ..training.data import deduplicate, load_samples, readable_batches
 from ..training.rsna import load_boxes, load_rereads
-
-
-def readable_batches(samples, batch_size, skipped, desc):
-    """Batches of (sample, image, info) for the films that decode; the others go to ``skipped``."""
-    for start in tqdm(range(0, len(samples), batch_size), desc=desc, file=sys.stderr, leave=False):
-        batch = []
-        for sample in samples[start : start + batch_size]:
-            try:
-                image, info = decode_with_tags(sample.path)
-            except ImageDecodeError as exc:
-                skipped.append({"file": str(sample.path), "error": str(exc)})
-                continue
-            batch.append((sample, image, info))
-        yield batch
 
 
 def score(predictor, samples, batch_size=32, gate=True):

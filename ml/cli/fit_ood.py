@@ -1,4 +1,5 @@
 """Refit the out-of-distribution gate of a trained checkpoint on its recorded split, and measure it.
+Other extra tensors the checkpoint carries (the ``subtype.*`` head) are kept.
 
     python -m ml.cli.fit_ood --model models/pneumoweb-v3.safetensors \\
         --data kermany=../shared/data/chest_xray/train --data nih=../shared/data/nih_pneumonia/labels.csv
@@ -20,13 +21,13 @@ from ..training.splits import SplitError, recorded_validation_split
 
 
 def fit_into_checkpoint(model_path, data, out=None, *, probe_images=1500, seed=0, workers=0):
-    model, card = load_checkpoint(model_path)
+    model, card, extra = load_checkpoint(model_path, with_extra=True)
     val, train = recorded_validation_split(card.raw, data)
     gate, report = fit_and_measure(model, train, val, probe_images=probe_images, seed=seed, workers=workers)
     card = {k: v for k, v in card.raw.items() if k not in ("weights_sha256", "config")}
     card["ood"] = gate_card(gate, report)
     card = save_checkpoint(model.float().to(memory_format=torch.contiguous_format), card, out or model_path,
-                           extra=gate.tensors())
+                           extra={**{k: v for k, v in extra.items() if not k.startswith("ood.")}, **gate.tensors()})
     return card, report
 
 

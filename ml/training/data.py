@@ -11,16 +11,18 @@ import csv
 import hashlib
 import math
 import re
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from ..checkpoint import file_sha256
 from ..constants import AGE_MAX_YEARS, AGE_MIN_YEARS
-from ..decode import decode_image
+from ..decode import ImageDecodeError, decode_image, decode_with_tags
 from ..preprocessing import age_to_tensor, image_to_tensor
 
 LABELS = {"NORMAL": 0, "PNEUMONIA": 1}
@@ -249,3 +251,17 @@ class XrayDataset(Dataset):
             age_to_tensor([age])[0],
             torch.tensor(float(sample.label)),
         )
+
+
+def readable_batches(samples, batch_size, skipped, desc):
+    """Batches of (sample, image, info) for the films that decode; the others go to ``skipped``."""
+    for start in tqdm(range(0, len(samples), batch_size), desc=desc, file=sys.stderr, leave=False):
+        batch = []
+        for sample in samples[start : start + batch_size]:
+            try:
+                image, info = decode_with_tags(sample.path)
+            except ImageDecodeError as exc:
+                skipped.append({"file": str(sample.path), "error": str(exc)})
+                continue
+            batch.append((sample, image, info))
+        yield batch

@@ -14,15 +14,21 @@ class SplitError(Exception):
     """The card's split cannot be rebuilt from the data given (a message for people)."""
 
 
-def recorded_validation_split(card, data):
+def recorded_validation_split(card, data, *, sources=None):
     """(validation, training) films the card was trained with, rebuilt from ``data`` ({source name: path}).
 
-    ``card``: the card's dict (``ml.card.ModelCard.raw``). Refuses other data with :class:`SplitError`.
+    ``card``: the card's dict (``ml.card.ModelCard.raw``). ``sources``: only these of the card's sources
+    (default: all of them, each of which ``data`` must then give). Refuses other data with :class:`SplitError`.
     """
     info = card.get("training_data") or {}
     recorded = info.get("sources") or {}
     if not recorded or "seed" not in (info.get("split") or {}) or (card.get("args") or {}).get("limit"):
         raise SplitError("the card records no rebuildable validation split (trained on a random subset?)")
+    if sources is not None:
+        unknown = sorted(set(sources) - set(recorded))
+        if unknown:
+            raise SplitError(f"the card records no training source {', '.join(unknown)}")
+        recorded = {name: spec for name, spec in recorded.items() if name in sources}
     missing = sorted(set(recorded) - set(data))
     if missing:
         raise SplitError(f"give the path of every training source: missing {', '.join(missing)}")

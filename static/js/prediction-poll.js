@@ -56,6 +56,15 @@
       set("population", p.population || "");
       set("model", (model.name || "") + "@" + (model.weights_sha256 || "").slice(0, 12));
       fillList("warnings", p.warnings);
+      var sub = p.subtype;
+      show("subtype", !!sub);
+      if (sub) {
+        var v = sub.validation || {};
+        set("subtype-label", sub.label);
+        set("subtype-probability", pct(sub.probability));
+        set("subtype-auc", typeof v.auc === "number"
+          ? v.auc.toFixed(3) + (v.ci95 ? " [" + v.ci95[0].toFixed(3) + ", " + v.ci95[1].toFixed(3) + "]" : "") : "—");
+      }
       if (p.heatmap && window.pneumowebShowHeatmap) window.pneumowebShowHeatmap();
     }
     if (p.status === "failed") set("error", p.error || "");

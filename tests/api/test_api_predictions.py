@@ -206,3 +206,17 @@ def test_it_refuses_a_nul_character_anywhere_in_the_query(api):
 def test_it_marks_patient_data_not_to_be_stored(api, patient):
     response = api.get(LIST)
     assert "no-store" in response["Cache-Control"]
+
+
+def test_it_gives_the_bacterial_or_viral_output_with_its_validation(api, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient, age_years="3"), bacterial=True)
+    body = api.get(detail(prediction.pk)).json()
+    assert body["label"] == "PNEUMONIA"
+    assert body["subtype"]["label"] == "bacterial" and body["subtype"]["probability"] == 0.83
+    assert body["subtype"]["validation"] == {"auc": 0.912, "ci95": [0.88, 0.94], "n": 561, "validated_ages": [1, 5]}
+    assert "never changes" in body["subtype"]["note"]
+
+
+def test_it_gives_no_subtype_without_one(api, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    assert api.get(detail(prediction.pk)).json()["subtype"] is None

@@ -122,3 +122,24 @@ def test_it_refuses_a_version_that_is_not_there(api, finished, version, code):
 def test_the_prediction_links_its_report_and_fhir(api, finished):
     body = api.get(reverse("api:prediction-detail", args=[finished.pk])).json()
     assert body["report"].endswith(url("report", finished)) and body["fhir"].endswith(url("fhir", finished))
+
+
+def test_it_reports_the_bacterial_or_viral_output_as_secondary(api, patient):
+    prediction = with_heatmaps(PredictionFactory(study=StudyFactory(patient=patient, age_years="3"), bacterial=True))
+    data = pdf_bytes(api.get(url("report", prediction)))
+    for text in ("Bacterial or viral", "bacterial pattern more likely", "AUC 0.912 [0.880, 0.940]",
+                 "children 1"):
+        assert text.encode() in data, text
+    body = api.get(url("fhir", prediction)).json()
+    DiagnosticReport.model_validate(body)
+    observations = {r["id"]: r for r in body["contained"] if r["resourceType"] == "Observation"}
+    assert observations["subtype"]["valueCodeableConcept"]["coding"][0]["code"] == "53084003"  # bacterial pneumonia
+    assert {"reference": "#subtype"} in body["result"]
+    assert body["conclusionCode"][0]["coding"][0]["code"] == "233604007"  # the label stays PNEUMONIA
+    assert observations["observation"]["valueQuantity"]["value"] == pytest.approx(0.91)
+
+
+def test_it_has_no_subtype_observation_without_the_output(api, finished):
+    body = api.get(url("fhir", finished)).json()
+    assert [r["id"] for r in body["contained"] if r["resourceType"] == "Observation"] == ["observation"]
+    assert "Secondary" not in body["conclusion"]

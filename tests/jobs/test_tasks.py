@@ -324,3 +324,15 @@ def test_it_shares_the_cores_among_the_pool_processes(settings, monkeypatch):
     settings.PNEUMOWEB_TORCH_THREADS = 3
     worker.share_the_cores_among_pool_processes(options={"concurrency": 4})
     assert worker._torch_threads == 3
+
+
+def test_it_records_the_bacterial_or_viral_output_for_a_young_childs_pneumonia():
+    child = run(PredictionFactory(study__xray="pneumonia-1.jpeg", study__age_years=Decimal("3.5")))
+    adult = run(PredictionFactory(study__xray="pneumonia-1.jpeg", study__age_years=Decimal("40")))
+    head = get_predictor().subtype
+    assert head is not None  # the shipped checkpoint carries it
+    assert child.label == adult.label == "PNEUMONIA"
+    assert child.subtype in ("bacterial", "viral") and 0.5 <= child.subtype_probability <= 1
+    assert child.subtype_validation == {"auc": head.auc, "ci95": list(head.auc_ci95),
+                                        "validated_ages": list(head.validated_ages)}
+    assert (adult.subtype, adult.subtype_probability, adult.subtype_validation) == ("", None, {})

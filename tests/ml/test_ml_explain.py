@@ -1,15 +1,16 @@
-"""Grad-CAM heatmaps from both branches of the shipped model."""
+"""Heatmaps from both branches of the shipped model, and the rules that make them (issue 17)."""
 
 import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from timm.layers import use_fused_attn
 
 from ml.constants import DEFAULT_WEIGHTS
 from ml.decode import decode_image
-from ml.explain import heatmap_png
+from ml.explain import _stage_module, gated_gradcam, gradcam, heatmap_png, patch_cam, smooth
 from ml.inference import Predictor
 
 from ..factories import XRAYS
@@ -70,3 +71,65 @@ def test_it_leaves_the_model_without_gradients_or_recording_hooks(predictor):
     assert all(p.grad is None for p in predictor.model.parameters())
     for block in predictor.model.vit.blocks:
         assert not block.attn.attn_drop._forward_hooks and block.attn.fused_attn == use_fused_attn()
+    assert not _stage_module(predictor.model.cnn)._forward_hooks
+
+
+def test_the_default_map_is_the_cnn_map(predictor):
+    maps = predictor.explain(decode_image(XRAYS / "pneumonia-1.jpeg"))
+    np.testing.assert_array_equal(maps.combined, maps.cnn)
+
+
+def test_the_cnn_map_comes_from_the_14x14_stage(predictor):
+    stage = _stage_module(predictor.model.cnn)
+    seen = []
+    handle = stage.register_forward_hook(lambda _m, _a, out: seen.append(tuple(out.shape[-2:])))
+    try:
+        predictor.model.cnn.forward_features(torch.zeros(1, 3, 224, 224))
+    finally:
+        handle.remove()
+    assert seen == [(14, 14)]
+
+
+def test_smoothing_spreads_a_spike_and_keeps_a_map_in_range():
+    spike = np.zeros((224, 224), dtype=np.float32)
+    spike[100, 60] = 1
+    out = smooth(spike)
+    assert out.shape == (224, 224) and out.min() >= 0 and out.max() == pytest.approx(1.0)
+    assert np.unravel_index(out.argmax(), out.shape) == (100, 60)  # the peak stays where it was
+    assert (out > 0).sum() > 200  # ... and spreads over its neighbourhood (≈ 29×29 px)
+    assert out[100, 60 + 40] == 0  # not beyond it
+    np.testing.assert_allclose(smooth(np.full((224, 224), 0.3)), 1.0, atol=1e-6)  # flat stays flat (edges too)
+    assert not smooth(np.zeros((224, 224))).any()
+
+
+def test_gradcam_weights_channels_by_their_mean_gradient():
+    acts = torch.zeros(2, 4, 4)
+    acts[0, 1, 2], acts[1, 3, 0] = 2.0, 5.0
+    grads = torch.stack([torch.full((4, 4), 1.0), torch.full((4, 4), -1.0)])
+    cam = gradcam(acts, grads)
+    assert cam[1, 2] == 2.0 and cam[3, 0] == 0  # channel 1 counts against the label: clipped at zero
+
+
+def test_the_fine_map_is_gated_by_the_coarse_one():
+    fine = torch.zeros(14, 14)
+    fine[2, 2], fine[10, 10] = 4.0, 1.0  # the fine stage's strongest spot lies where the last stage sees nothing
+    coarse = torch.zeros(7, 7)
+    coarse[5, 5] = 9.0
+    gated = gated_gradcam(fine, coarse)
+    assert gated.shape == (14, 14) and gated[2, 2] == 0 and gated[10, 10] > 0
+    assert torch.equal(gated.argmax(), torch.tensor(10 * 14 + 10))
+
+
+def test_the_vit_map_is_each_patch_share_of_the_branch_logit(predictor):
+    model = predictor.model
+    head, d = model.heads["vit"], model.vit.num_features
+    weight = (head.linear.weight[0, d:] / head.scale[d:]).float()
+    tokens = torch.zeros(1 + 256, d)
+    tokens[1:] = head.mean[d:]  # every patch at the training mean: no evidence anywhere ...
+    tokens[1 + 3 * 16 + 7] += weight / weight.norm() * 2  # ... but patch (3, 7), pushed toward PNEUMONIA
+    toward = patch_cam(model, tokens, 1.0)
+    assert toward.shape == (16, 16) and torch.nonzero(toward).tolist() == [[3, 7]]
+    assert toward[3, 7] == pytest.approx(2 * weight.norm().item(), rel=1e-4)
+    assert not patch_cam(model, tokens, -1.0).any()  # no evidence for NORMAL there: ReLU
+    # while no patch is negative, the map's mean is the mean-patch half's share of the branch's logit
+    assert float(toward.mean()) == pytest.approx(float((tokens[1:].mean(0) - head.mean[d:]) @ weight), rel=1e-4)

@@ -16,7 +16,7 @@ CHANGELIST = reverse("admin:diagnosis_prediction_changelist")
 EXPORT = reverse("admin:diagnosis_prediction_export")
 CSV_HEADER = [
     "id", "mrn", "patient", "study", "age_years", "status", "label", "probability", "threshold", "population", "ood", "ood_reason",
-    "warnings",
+    "warnings", "subtype", "subtype_probability",
     "model_name", "model_sha256", "queued_at", "finished_at", "review_verdict", "review_label",
     "review_comment", "reviewed_by", "reviewed_at",
 ]

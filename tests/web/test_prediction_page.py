@@ -326,3 +326,17 @@ def test_it_does_not_poll_on_a_finished_page(logged_in, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
     out = run_poll_script(logged_in, prediction, [{"status": 500, "body": None}])
     assert out["fetches"] == [] and out["delays"] == []
+
+
+def test_it_shows_the_bacterial_or_viral_output_as_secondary(logged_in, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient, age_years="3"), bacterial=True)
+    html = logged_in.get(url(prediction)).content.decode()
+    assert 'id="subtype-label">bacterial<' in html and 'id="subtype-probability">83.0%<' in html
+    assert "0.912 [0.880, 0.940]" in html and "never changes the label" in html
+    assert 'class="label-pneumonia">PNEUMONIA<' in html
+
+
+def test_it_hides_the_subtype_when_none_was_given(logged_in, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    html = logged_in.get(url(prediction)).content.decode()
+    assert 'data-testid="prediction-subtype" hidden' in html

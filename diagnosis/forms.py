@@ -37,10 +37,14 @@ class MultipleFileField(forms.FileField):
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):
-        files = [item for item in (data if isinstance(data, (list, tuple)) else [data]) if item]
+        files = [item for item in (data if isinstance(data, (list, tuple)) else [data]) if item is not None]
         if not files:
             return [super().clean(None, initial)]  # "This field is required."
-        return [super(MultipleFileField, self).clean(item, initial) for item in files]
+        if len(files) == 1:
+            return [super().clean(files[0], initial)]
+        # Several: each file is judged on its own by images.check_each (an empty one is refused
+        # alone, by name), so one bad file never costs the others their upload.
+        return files
 
 
 class UploadForm(forms.Form):

@@ -14,6 +14,31 @@ class MrnTaken(Exception):
     """Another request saved a patient with the same MRN first (caught at the unique constraint)."""
 
 
+class PatientMismatch(Exception):
+    """An upload names an existing MRN with another patient's name or birth date: never attach it silently."""
+
+
+def identity_conflict(patient, *, name="", date_of_birth=None):
+    """Why an upload's patient fields contradict the record with its MRN ("" when they agree or are not given).
+
+    Names compare without regard to case and spacing; a birth date only when both are known.
+    """
+    def same(a, b):
+        return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+    wrong = []
+    if name and name.strip() and not same(name, patient.name):
+        wrong.append(f'the name "{name.strip()}"')
+    if date_of_birth and patient.date_of_birth and date_of_birth != patient.date_of_birth:
+        wrong.append(f"the birth date {date_of_birth.isoformat()}")
+    if not wrong:
+        return ""
+    return (f"MRN {patient.mrn} is already your patient {patient.name}"
+            f"{f' (born {patient.date_of_birth.isoformat()})' if patient.date_of_birth else ''}; "
+            f"this upload gives {' and '.join(wrong)}. Check the MRN, or correct the patient record first: "
+            "nothing was saved.")
+
+
 def clean_mrn(mrn, *, owner, patient=None):
     """The MRN without surrounding spaces; ValidationError when the owner has another patient with it."""
     mrn = mrn.strip()
@@ -96,14 +121,21 @@ def get_or_create_patient(*, owner, mrn, name="", sex=Patient.Sex.UNKNOWN, date_
     """The owner's patient with this MRN, created from the other fields when there is none.
 
     Two uploads that create the same new patient at once both get the one row: the loser of the
-    race on the unique (owner, MRN) constraint reads the winner's.
+    race on the unique (owner, MRN) constraint reads the winner's. An existing record whose name or
+    birth date contradicts the fields given raises ``PatientMismatch``.
     """
     try:
         with transaction.atomic():
-            return Patient.objects.get_or_create(
-                owner=owner, mrn=mrn, defaults={"name": name, "sex": sex, "date_of_birth": date_of_birth})[0]
+            patient, created = Patient.objects.get_or_create(
+                owner=owner, mrn=mrn, defaults={"name": name, "sex": sex, "date_of_birth": date_of_birth})
     except IntegrityError:
-        return Patient.objects.get(owner=owner, mrn=mrn)
+        patient, created = Patient.objects.get(owner=owner, mrn=mrn), False
+    # Checked again here, not only in the request's validation: a concurrent upload may have created
+    # the record with other details in between.
+    conflict = "" if created else identity_conflict(patient, name=name, date_of_birth=date_of_birth)
+    if conflict:
+        raise PatientMismatch(conflict)
+    return patient
 
 
 def cancel_prediction(prediction):

@@ -1,8 +1,10 @@
+import secrets
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Case, IntegerField, Q, Value, When
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
@@ -87,9 +89,33 @@ def upload(request):
                                      patient=data["patient"])
         if len(predictions) == 1 and not form.refused:
             return redirect(predictions[0])
-        return render(request, "diagnosis/upload_results.html",
-                      {"patient": data["patient"], "predictions": predictions, "refused": form.refused})
+        # Post/Redirect/Get: reloading the results must not upload the batch again.
+        return redirect("upload_results", key=remember_batch(request, data["patient"], predictions, form.refused))
     return render(request, "diagnosis/upload.html", {"form": form})
+
+
+BATCHES_KEPT = 20  # a session remembers the results of this many batch uploads
+
+
+def remember_batch(request, patient, predictions, refused):
+    """Keep a batch's outcome in the session under a new key (for its results page); returns the key."""
+    key = secrets.token_urlsafe(9)
+    batches = request.session.get("upload_batches", {})
+    batches[key] = {"patient": patient.pk, "predictions": [p.pk for p in predictions],
+                    "refused": [[name, list(messages)] for name, messages in refused]}
+    request.session["upload_batches"] = dict(list(batches.items())[-BATCHES_KEPT:])
+    return key
+
+
+@login_required
+def upload_results(request, key):
+    batch = request.session.get("upload_batches", {}).get(key)
+    if batch is None:
+        raise Http404("These upload results are no longer available; the studies are in the patient's history.")
+    patient = get_object_or_404(writable_patients(request.user), pk=batch["patient"])
+    predictions = visible_predictions(request.user).filter(pk__in=batch["predictions"]).order_by("pk")
+    return render(request, "diagnosis/upload_results.html",
+                  {"patient": patient, "predictions": predictions, "refused": batch["refused"]})
 
 
 @login_required

@@ -21,6 +21,7 @@ urlpatterns = [
     path("monitoring/", monitoring_views.monitoring, name="monitoring"),
     path("monitoring/chart.png", monitoring_views.monitoring_chart, name="monitoring_chart"),
     path("upload/", views.upload, name="upload"),
+    path("upload/results/<str:key>/", views.upload_results, name="upload_results"),
     path("predictions/<int:pk>/", views.prediction_detail, name="prediction_detail"),
     path("studies/<int:pk>/image/", views.study_image, name="study_image"),
     path("studies/<int:pk>/thumbnail/", views.study_thumbnail, name="study_thumbnail"),

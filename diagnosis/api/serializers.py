@@ -9,7 +9,8 @@ from rest_framework import serializers
 from ..images import check_each, check_upload, study_fields
 from ..models import AGE_MAX, AGE_MIN, Patient, Prediction, Report, Study
 from ..permissions import writable_patients
-from ..services import clean_mrn, review_errors, submit_studies, submit_study
+from ..services import clean_mrn, identity_conflict, review_errors, submit_studies, submit_study
+from .exceptions import Conflict
 
 
 class StrictCharField(serializers.CharField):
@@ -227,6 +228,10 @@ class PredictRequestSerializer(serializers.Serializer):
             existing = Patient.objects.filter(owner=self.context["request"].user, mrn=mrn).first()
             if existing is None and not attrs.get("patient_name", "").strip():
                 raise serializers.ValidationError({"patient_name": "Required to create a new patient."})
+            conflict = existing and identity_conflict(existing, name=attrs.get("patient_name", ""),
+                                                      date_of_birth=attrs.get("patient_date_of_birth"))
+            if conflict:
+                raise Conflict(conflict)
             attrs["patient_mrn"] = mrn
         return attrs
 
@@ -281,7 +286,8 @@ class PredictBatchRequestSerializer(PredictRequestSerializer):
 
     image = None
     images = serializers.ListField(
-        child=serializers.FileField(), min_length=1,
+        # Empty files pass here and are refused one by one, by name, with the others' checks (check_each).
+        child=serializers.FileField(allow_empty_file=True), min_length=1,
         help_text="Chest X-rays (JPEG, PNG or DICOM), the field given once per file; at most "
                   "PNEUMOWEB_MAX_BATCH_FILES (20) per request.",
     )

@@ -16,7 +16,8 @@ from ..media import heatmap_response, image_response, private
 from ..models import Patient, Prediction, Study
 from ..permissions import can_review, visible_patients, visible_predictions, visible_studies
 from ..reports import NoReport, current_report
-from ..services import MRN_TAKEN, MrnTaken, apply_review, cancel_prediction, save_patient
+from ..services import MRN_TAKEN, MrnTaken, PatientMismatch, apply_review, cancel_prediction, save_patient
+from .exceptions import Conflict
 from .filters import PredictionFilter, StudyFilter
 from .serializers import (
     PatientSerializer,
@@ -50,7 +51,9 @@ class PredictView(APIView):
 
     @extend_schema(
         request=PredictRequestSerializer,
-        responses={202: PredictAccepted, 400: OpenApiResponse(description="Field-level validation errors")},
+        responses={202: PredictAccepted, 400: OpenApiResponse(description="Field-level validation errors"),
+                   409: OpenApiResponse(description="patient_mrn names an existing patient with another name or "
+                                                    "birth date: nothing was saved")},
     )
     def post(self, request):
         length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -58,7 +61,7 @@ class PredictView(APIView):
             raise ValidationError({"image": f"Request is too large ({length / 1e6:.1f} MB)."})
         serializer = PredictRequestSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        prediction = serializer.save()
+        prediction = save_upload(serializer)
         url = request.build_absolute_uri(reverse("api:prediction-detail", args=[prediction.pk]))
         body = {
             "id": prediction.pk,
@@ -69,6 +72,15 @@ class PredictView(APIView):
             "study": prediction.study_id,
         }
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+def save_upload(serializer):
+    # The serializer refused a contradicting MRN already; a record created meanwhile by a concurrent
+    # upload is caught at the save, with the same answer.
+    try:
+        return serializer.save()
+    except PatientMismatch as exc:
+        raise Conflict(str(exc)) from None
 
 
 PredictBatchAccepted = inline_serializer("PredictBatchAccepted", {
@@ -89,7 +101,9 @@ class PredictBatchView(APIView):
     throttle_scope = "predict"
 
     @extend_schema(request=PredictBatchRequestSerializer,
-                   responses={202: PredictBatchAccepted, 400: OpenApiResponse(description="No file was accepted")})
+                   responses={202: PredictBatchAccepted, 400: OpenApiResponse(description="No file was accepted"),
+                              409: OpenApiResponse(description="patient_mrn names an existing patient with another "
+                                                               "name or birth date: nothing was saved")})
     def post(self, request):
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + settings.PNEUMOWEB_MAX_BATCH_FILES * settings.PNEUMOWEB_MAX_UPLOAD_BYTES
@@ -97,7 +111,7 @@ class PredictBatchView(APIView):
             raise ValidationError({"images": [f"Request is too large ({length / 1e6:.1f} MB)."]})
         serializer = PredictBatchRequestSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        predictions, refused = serializer.save()
+        predictions, refused = save_upload(serializer)
         body = {
             "patient": predictions[0].study.patient_id,
             "accepted": [{"file": p.study.original_filename, "id": p.pk, "status": p.status, "study": p.study_id,

@@ -360,3 +360,42 @@ def test_it_stores_no_dicom_age_over_120_years(api, patient):
                         format="multipart")
     assert response.status_code == 400
     assert "records none" in response.json()["age"][0]  # the invalid age was ignored, so one must be typed
+
+
+def test_it_refuses_an_mrn_given_with_another_patients_name(api, patient, xray_upload, settings):
+    response = api.post(URL, {"image": xray_upload(), "age": "3", "patient_mrn": patient.mrn,
+                              "patient_name": "Other Name"}, format="multipart")
+    assert response.status_code == 409
+    detail = response.json()["detail"]
+    assert patient.mrn in detail and patient.name in detail and '"Other Name"' in detail
+    assert_nothing_saved(settings)
+
+
+def test_it_refuses_an_mrn_given_with_another_birth_date(api, clinician, xray_upload, settings):
+    from ..factories import PatientFactory
+
+    patient = PatientFactory(owner=clinician, date_of_birth="2020-01-02")
+    response = api.post(URL, {"image": xray_upload(), "age": "3", "patient_mrn": patient.mrn,
+                              "patient_date_of_birth": "2021-05-06"}, format="multipart")
+    assert response.status_code == 409 and "2021-05-06" in response.json()["detail"]
+    assert_nothing_saved(settings)
+
+
+def test_it_attaches_when_the_name_differs_only_in_case_and_spacing(api, patient, xray_upload):
+    name = "  " + patient.name.upper().replace(" ", "   ") + " "
+    response = api.post(URL, {"image": xray_upload(), "age": "3", "patient_mrn": patient.mrn, "patient_name": name},
+                        format="multipart")
+    assert response.status_code == 202, response.content
+    assert Study.objects.get().patient == patient
+
+
+def test_a_record_created_meanwhile_with_another_name_is_caught_at_the_save(clinician, settings):
+    # The race the request's validation cannot see: the record appears between the check and the save.
+    from diagnosis.services import PatientMismatch, get_or_create_patient
+
+    from ..factories import PatientFactory
+
+    PatientFactory(owner=clinician, mrn="RACE-1", name="First Writer")
+    with pytest.raises(PatientMismatch, match="First Writer"):
+        get_or_create_patient(owner=clinician, mrn="RACE-1", name="Second Writer")
+    assert get_or_create_patient(owner=clinician, mrn="RACE-1", name="first writer").name == "First Writer"

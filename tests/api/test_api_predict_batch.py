@@ -64,3 +64,20 @@ def test_it_counts_against_the_upload_rate_limit(api, patient):
         first = api.post(URL, {"images": files("normal-1.jpeg"), "age": "4", "patient": patient.pk}, format="multipart")
         second = api.post(URL, {"images": files("normal-1.jpeg"), "age": "4", "patient": patient.pk}, format="multipart")
     assert (first.status_code, second.status_code) == (202, 429)
+
+
+def test_one_empty_file_is_refused_alone_and_named(api, patient):
+    empty = SimpleUploadedFile("empty.jpg", b"", "image/jpeg")
+    response = api.post(URL, {"images": [*files("normal-1.jpeg"), empty, *files("pneumonia-1.jpeg")], "age": "4",
+                              "patient": patient.pk}, format="multipart")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert [a["file"] for a in body["accepted"]] == ["normal-1.jpeg", "pneumonia-1.jpeg"]
+    assert body["refused"] == [{"file": "empty.jpg", "errors": ["The submitted file is empty."]}]
+
+
+def test_a_batch_naming_an_mrn_with_another_name_is_a_409(api, patient, settings):
+    response = api.post(URL, {"images": files("normal-1.jpeg", "normal-2.jpeg"), "age": "4",
+                              "patient_mrn": patient.mrn, "patient_name": "Someone Else"}, format="multipart")
+    assert response.status_code == 409
+    assert "Someone Else" in response.json()["detail"] and not Study.objects.exists()

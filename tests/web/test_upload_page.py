@@ -318,8 +318,8 @@ def test_it_uploads_several_xrays_at_once_each_its_own_study(logged_in, patient,
     response = logged_in.post(URL, {"patient": patient.pk, "age": "3", "view": "PA", "image": [
         xray_upload("normal-1.jpeg"), xray_upload(data=b"GIF89a nope", filename="bad.jpg"),
         xray_upload("pneumonia-1.jpeg")]})
-    assert response.status_code == 200
-    html = response.content.decode()
+    assert response.status_code == 302  # Post/Redirect/Get: the results page can be reloaded safely
+    html = logged_in.get(response["Location"]).content.decode()
     assert 'data-testid="upload-accepted"' in html and "bad.jpg" in html and "File is not a JPEG" in html
     assert Study.objects.filter(patient=patient).count() == 2
     for prediction in Prediction.objects.all():
@@ -331,3 +331,34 @@ def test_it_refuses_a_batch_with_no_good_file_as_a_form_error(logged_in, patient
         xray_upload(data=b"GIF89a nope", filename="a.jpg"), xray_upload(data=b"nothing", filename="b.jpg")]})
     assert response.status_code == 200 and not Study.objects.exists()
     assert "a.jpg: File is not a JPEG" in response.content.decode()
+
+
+def test_reloading_the_results_of_a_batch_uploads_nothing_again(logged_in, patient, xray_upload):
+    response = logged_in.post(URL, {"patient": patient.pk, "age": "3", "view": "PA", "image": [
+        xray_upload("normal-1.jpeg"), xray_upload("pneumonia-1.jpeg")]})
+    results = response["Location"]
+    first, again = logged_in.get(results), logged_in.get(results)
+    assert first.status_code == again.status_code == 200
+    assert "2 X-rays uploaded" in first.content.decode() and "2 X-rays uploaded" in again.content.decode()
+    assert Study.objects.filter(patient=patient).count() == 2
+    for prediction in Prediction.objects.all():
+        assert prediction.get_absolute_url() in again.content.decode()
+
+
+def test_one_empty_file_is_refused_alone_by_name_in_a_batch(logged_in, patient, xray_upload):
+    response = logged_in.post(URL, {"patient": patient.pk, "age": "3", "view": "PA", "image": [
+        xray_upload("normal-1.jpeg"), xray_upload(data=b"", filename="empty.jpg"), xray_upload("pneumonia-1.jpeg")]})
+    assert response.status_code == 302
+    html = logged_in.get(response["Location"]).content.decode()
+    assert "<strong>empty.jpg</strong>: The submitted file is empty." in html
+    assert Study.objects.filter(patient=patient).count() == 2
+
+
+def test_another_clinicians_batch_results_are_not_found(client, other_clinician, logged_in, patient, xray_upload):
+    from ..factories import PASSWORD
+
+    response = logged_in.post(URL, {"patient": patient.pk, "age": "3", "view": "PA", "image": [
+        xray_upload("normal-1.jpeg"), xray_upload("pneumonia-1.jpeg")]})
+    client.logout()
+    assert client.login(username=other_clinician.username, password=PASSWORD)
+    assert client.get(response["Location"]).status_code == 404

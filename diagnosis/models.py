@@ -272,3 +272,36 @@ class Report(models.Model):
 
     def __str__(self):
         return f"Report v{self.version} of prediction {self.prediction_id}"
+
+
+class IdempotentRequest(models.Model):
+    """An accepted POST made with an ``Idempotency-Key``: what it was, and the answer to give it again.
+
+    A row is written when such a request starts (``status_code`` null: still being handled) and
+    completed with its answer; one that fails is deleted so the client can try again with the same
+    key. Rows older than ``PNEUMOWEB_IDEMPOTENCY_TTL_HOURS`` are forgotten (``diagnosis/api/idempotency.py``).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    path = models.CharField(max_length=200)
+    fingerprint = models.CharField(max_length=64, help_text="sha256 of the request's fields and files.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response = models.JSONField(null=True, blank=True)
+    location = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="one_request_per_idempotency_key")]
+
+    def __str__(self):
+        return f"Idempotency-Key {self.key} of user {self.user_id}"
+
+    @staticmethod
+    def expired_before():
+        return timezone.now() - timezone.timedelta(hours=settings.PNEUMOWEB_IDEMPOTENCY_TTL_HOURS)
+
+    @classmethod
+    def forget_expired(cls):
+        """Delete the keys past their time; returns how many."""
+        return cls.objects.filter(created_at__lt=cls.expired_before()).delete()[0]

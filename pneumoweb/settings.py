@@ -201,6 +201,8 @@ PNEUMOWEB_MIN_IMAGE_SIDE = env_int("PNEUMOWEB_MIN_IMAGE_SIDE", limits.MIN_IMAGE_
 DATA_UPLOAD_MAX_MEMORY_SIZE = PNEUMOWEB_MAX_UPLOAD_BYTES + 1024 * 1024
 # Several X-rays of one patient in one upload (page and POST /api/predict/batch/), each its own study.
 PNEUMOWEB_MAX_BATCH_FILES = env_int("PNEUMOWEB_MAX_BATCH_FILES", 20)
+# How long an Idempotency-Key on POST /api/predict/ (and /batch/) is remembered.
+PNEUMOWEB_IDEMPOTENCY_TTL_HOURS = env_int("PNEUMOWEB_IDEMPOTENCY_TTL_HOURS", 24)
 DATA_UPLOAD_MAX_NUMBER_FILES = PNEUMOWEB_MAX_BATCH_FILES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 

@@ -19,6 +19,8 @@ from ..reports import NoReport, current_report
 from ..services import MRN_TAKEN, MrnTaken, PatientMismatch, apply_review, cancel_prediction, save_patient
 from .exceptions import Conflict
 from .filters import PredictionFilter, StudyFilter
+from .idempotency import PARAMETER as IDEMPOTENCY_KEY
+from .idempotency import idempotent
 from .serializers import (
     PatientSerializer,
     PredictBatchRequestSerializer,
@@ -51,10 +53,14 @@ class PredictView(APIView):
 
     @extend_schema(
         request=PredictRequestSerializer,
+        parameters=[IDEMPOTENCY_KEY],
         responses={202: PredictAccepted, 400: OpenApiResponse(description="Field-level validation errors"),
+                   422: OpenApiResponse(description="The Idempotency-Key was used for a different request"),
                    409: OpenApiResponse(description="patient_mrn names an existing patient with another name or "
-                                                    "birth date: nothing was saved")},
+                                                    "birth date: nothing was saved; or a request with the same "
+                                                    "Idempotency-Key is still being handled")},
     )
+    @idempotent
     def post(self, request):
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE + settings.PNEUMOWEB_MAX_UPLOAD_BYTES:
@@ -100,10 +106,13 @@ class PredictBatchView(APIView):
     throttle_classes = [AtomicScopedRateThrottle]
     throttle_scope = "predict"
 
-    @extend_schema(request=PredictBatchRequestSerializer,
+    @extend_schema(request=PredictBatchRequestSerializer, parameters=[IDEMPOTENCY_KEY],
                    responses={202: PredictBatchAccepted, 400: OpenApiResponse(description="No file was accepted"),
+                              422: OpenApiResponse(description="The Idempotency-Key was used for a different request"),
                               409: OpenApiResponse(description="patient_mrn names an existing patient with another "
-                                                               "name or birth date: nothing was saved")})
+                                                               "name or birth date: nothing was saved; or a request with "
+                                                               "the same Idempotency-Key is still being handled")})
+    @idempotent
     def post(self, request):
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + settings.PNEUMOWEB_MAX_BATCH_FILES * settings.PNEUMOWEB_MAX_UPLOAD_BYTES

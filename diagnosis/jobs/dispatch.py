@@ -12,7 +12,8 @@ the broker honest every ``PNEUMOWEB_RECONCILE_SECONDS``:
    started (a broker that lost its data, a restarted Redis), is sent again — a duplicate message is
    harmless, the job's claim is idempotent;
 3. files under the media folders that no row names and that are older than
-   ``PNEUMOWEB_ORPHAN_GRACE_SECONDS`` (a process killed between writing a file and its row) are deleted.
+   ``PNEUMOWEB_ORPHAN_GRACE_SECONDS`` (a process killed between writing a file and its row) are deleted,
+   and so are Idempotency-Keys past ``PNEUMOWEB_IDEMPOTENCY_TTL_HOURS``.
 
 Several workers may reconcile at once: every step is a conditional UPDATE or an idempotent send.
 """
@@ -28,7 +29,7 @@ from django.utils import timezone
 
 from core.connections import refresh_connection
 
-from ..models import Prediction, Report, Study
+from ..models import IdempotentRequest, Prediction, Report, Study
 from .lease import requeue_abandoned
 from .tasks import run_prediction
 
@@ -93,6 +94,7 @@ def reconcile(*, sweep=True):
     done["resent"] = resend_lost()
     if sweep:
         done["orphans_deleted"] = len(sweep_orphans())
+        done["idempotency_keys_forgotten"] = IdempotentRequest.forget_expired()
     if done["requeued"] or done["failed"] or done["resent"]:
         log.info("Reconciled predictions: %s", done)
     return done

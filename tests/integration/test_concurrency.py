@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ..factories import XRAYS
 from ..servers import POSTGRES_URL, REDIS_URL, require
 from ..stack import running_stack
 
@@ -19,7 +20,7 @@ def stack(tmp_path_factory):
     require(POSTGRES_URL, "PostgreSQL")
     require(REDIS_URL, "Redis")
     with running_stack(tmp_path_factory.mktemp("concurrency"), database_url=POSTGRES_URL, broker_url=REDIS_URL,
-                       users=[("alice", "clinician")], web_workers=2,
+                       users=[("alice", "clinician"), ("bob", "clinician")], web_workers=2,
                        extra_env={"CACHE_URL": CACHE_URL, "PNEUMOWEB_PREDICT_RATE": "60/min"}) as stack:
         yield stack
 
@@ -55,3 +56,25 @@ def test_the_predict_rate_limit_holds_under_200_requests_at_once(stack):
         time.sleep(61 - time.time() % 60)
     codes = at_once(200, post)
     assert codes.count(400) == 60 and codes.count(429) == 140, sorted(set(codes))
+
+
+def test_one_idempotency_key_sent_ten_times_at_once_makes_one_study(stack):
+    session = stack.api_session("bob")  # its own rate-limit counter: the burst test above used alice's
+    xray = (XRAYS / "normal-1.jpeg").read_bytes()
+    key, mrn = f"retry-{uuid.uuid4().hex}", f"IDEM-{uuid.uuid4().hex[:8]}"
+
+    def post(i):
+        response = session.post(stack.url("/api/predict/"), headers={"Idempotency-Key": key}, timeout=60,
+                                data={"age": "4", "patient_mrn": mrn, "patient_name": "Idem Potent"},
+                                files={"image": ("normal-1.jpeg", xray, "image/jpeg")})
+        return response.status_code, response.json()
+
+    answers = at_once(10, post)
+    codes = [code for code, _ in answers]
+    assert set(codes) <= {202, 409} and 202 in codes, codes
+    assert len({body["id"] for code, body in answers if code == 202}) == 1  # every 202 names the one study
+    [(studies,)] = stack.query("SELECT count(*) FROM diagnosis_study s JOIN diagnosis_patient p "
+                               "ON s.patient_id = p.id WHERE p.mrn = %s", (mrn,))
+    assert studies == 1
+    code, body = post(0)  # after the burst: the first answer again
+    assert code == 202 and body["id"] == next(b["id"] for c, b in answers if c == 202)

@@ -35,6 +35,9 @@ def main():
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     os.environ["PNEUMOWEB_VAR_DIR"] = tempfile.mkdtemp(prefix="pneumoweb-profile-")
+    from pneumoweb.var_dir import prepare
+
+    prepare(os.environ["PNEUMOWEB_VAR_DIR"])  # what bin/run does before anything reads the settings
     os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
     os.environ["DJANGO_SETTINGS_MODULE"] = "pneumoweb.settings"
     import django

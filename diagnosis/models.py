@@ -224,6 +224,11 @@ class Prediction(models.Model):
     HEATMAP_BRANCHES = {"combined": "heatmap", "cnn": "heatmap_cnn", "vit": "heatmap_vit"}
 
     @property
+    def shown_subtype(self):
+        """The bacterial / viral output as shown: none once a reviewer corrected the label to NORMAL."""
+        return "" if self.review_label == self.Label.NORMAL else self.subtype
+
+    @property
     def is_reviewed(self):
         return bool(self.review_verdict)
 

@@ -67,8 +67,10 @@ class Facts:
         return self.status == Prediction.Status.REJECTED
 
     def subtype_text(self):
-        """The secondary output in words, with its own validation figure; "" when none was given."""
-        if not self.subtype:
+        """The secondary output in words, with its own validation figure; "" when none was given, or when a
+        reviewer's verdict made the result NORMAL (a pneumonia pattern then means nothing)."""
+        final = (self.review.get("label") if self.review else "") or self.label
+        if not self.subtype or self.subtype_probability is None or final != "PNEUMONIA":
             return ""
         v = self.subtype_validation or {}
         figure = f"validation AUC {v['auc']:.3f}" if v.get("auc") is not None else "validation figure unrecorded"
@@ -89,7 +91,7 @@ class Facts:
             verdict = "agrees" if self.review["verdict"] == "agree" else "disagrees"
             final = self.review.get("label") or self.label
             text += f" Reviewer {self.review['reviewer']} {verdict}: {final}."
-        if self.subtype:
+        if self.subtype_text():
             text += " " + self.subtype_text()
         return text
 
@@ -163,38 +165,58 @@ def overlay_image(prediction):
 
 
 def render_pdf(facts, picture_png):
+    """The report as an A4 PDF: compact type and spacing so that a usual report fits on one page."""
     # Imported here: ReportLab costs a web process 0.27 s and 17 MB, and most never write a report.
     from xml.sax.saxutils import escape
 
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
-    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
     from reportlab.lib.units import cm
     from reportlab.platypus import Image as PdfImage
-    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
     styles = getSampleStyleSheet()
+    # Smaller than ReportLab's samples (Title 18 pt, Heading2 14 pt, body 10 pt): one page, still easy to read.
+    compact = {
+        "Title": ParagraphStyle("ReportTitle", parent=styles["Title"], fontSize=15, leading=18, spaceAfter=4),
+        "Heading2": ParagraphStyle("ReportHeading", parent=styles["Heading2"], fontSize=11.5, leading=14,
+                                   spaceBefore=4, spaceAfter=3),
+        "Heading3": ParagraphStyle("ReportSubheading", parent=styles["Heading3"], fontSize=10.5, leading=13,
+                                   spaceBefore=3, spaceAfter=2),
+        "BodyText": ParagraphStyle("ReportBody", parent=styles["BodyText"], fontSize=9, leading=11.5, spaceBefore=1,
+                                   spaceAfter=1),
+        "Italic": ParagraphStyle("ReportCaption", parent=styles["Italic"], fontSize=8.5, leading=10.5,
+                                 alignment=1),
+        "Cell": ParagraphStyle("ReportCell", parent=styles["BodyText"], fontSize=9.5, leading=11.5, spaceBefore=0,
+                               spaceAfter=0),
+    }
     buffer = io.BytesIO()
     document = SimpleDocTemplate(buffer, pagesize=A4, title=f"PneumoWeb report {facts.prediction_id} v{facts.version}",
-                                 author="PneumoWeb", leftMargin=2 * cm, rightMargin=2 * cm, topMargin=1.8 * cm,
-                                 bottomMargin=1.8 * cm)
+                                 author="PneumoWeb", leftMargin=2 * cm, rightMargin=2 * cm, topMargin=1.5 * cm,
+                                 bottomMargin=1.5 * cm)
 
     def p(text, style="BodyText"):
-        return Paragraph(escape(str(text)), styles[style])
+        return Paragraph(escape(str(text)), compact[style])
 
     def table(rows):
-        t = Table([[p(k), p(v)] for k, v in rows], colWidths=[5 * cm, 12 * cm])
+        # splitInRow: a cell taller than a page (a long review comment) continues on the next one.
+        t = Table([[p(k, "Cell"), p(v, "Cell")] for k, v in rows], colWidths=[5 * cm, 12 * cm], splitInRow=1)
         t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
-                               ("BACKGROUND", (0, 0), (0, -1), colors.whitesmoke), ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+                               ("BACKGROUND", (0, 0), (0, -1), colors.whitesmoke), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                               ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2)]))
         return t
+
+    def gap(height=0.2):
+        return Spacer(1, height * cm)
 
     story = [p("Chest X-ray: AI decision-support report", "Title"),
              p(f"Prediction {facts.prediction_id} · report version {facts.version} · generated {facts.generated_at}"),
-             Spacer(1, 0.3 * cm), p("Patient", "Heading2"),
+             gap(), p("Patient", "Heading2"),
              table([("Name", facts.patient_name), ("MRN", facts.mrn), ("Sex", GENDERS.get(facts.sex, facts.sex)),
                     ("Date of birth", facts.date_of_birth or "not recorded"), ("Age at study", f"{facts.age_years} years"),
                     ("Study date", facts.study_date), ("View", facts.view)]),
-             Spacer(1, 0.3 * cm), p("Result", "Heading2")]
+             gap(), p("Result", "Heading2")]
     if facts.refused:
         story.append(p("Not a chest X-ray the model was validated on: no PNEUMONIA/NORMAL answer is given.",
                        "Heading3"))
@@ -203,26 +225,27 @@ def render_pdf(facts, picture_png):
         story.append(p(f"{facts.label}", "Heading3"))
         rows = [("P(pneumonia), calibrated", f"{facts.probability:.3f}"),
                 ("Operating point", f"{facts.population or 'single'} (threshold {facts.threshold:.3f})")]
-        if facts.subtype:
+        if facts.subtype_text():
             rows.append(("Bacterial or viral (secondary)", facts.subtype_text()))
         story.append(table(rows))
     if facts.warnings:
-        story += [Spacer(1, 0.2 * cm), p("Intended-use warnings", "Heading3")] + [p(f"• {w}") for w in facts.warnings]
+        story += [gap(0.1), p("Intended-use warnings", "Heading3")] + [p(f"• {w}") for w in facts.warnings]
     caption = "The X-ray" + ("" if facts.refused else " with the heatmap of where the model's features lie (CNN "
                                                       "Grad-CAM): not a lesion outline")
     image = PdfImage(io.BytesIO(picture_png))
-    scale = min(7 * cm / image.imageWidth, 7 * cm / image.imageHeight)
+    scale = min(6 * cm / image.imageWidth, 6 * cm / image.imageHeight)
     image.drawWidth, image.drawHeight = image.imageWidth * scale, image.imageHeight * scale
-    story += [Spacer(1, 0.3 * cm), image, p(caption, "Italic"), Spacer(1, 0.3 * cm), p("Model", "Heading2"),
+    # The picture and its caption stay together: a caption alone at the top of a page says nothing.
+    story += [gap(), KeepTogether([image, p(caption, "Italic")]), gap(), p("Model", "Heading2"),
               table([("Name", facts.model_name), ("Weights sha256", facts.model_sha256)]),
-              Spacer(1, 0.3 * cm), p("Review", "Heading2")]
+              gap(), p("Review", "Heading2")]
     if facts.review:
         story.append(table([("Verdict", facts.review["verdict"]), ("Corrected label", facts.review["label"] or "—"),
                             ("Comment", facts.review["comment"] or "—"), ("Reviewer", facts.review["reviewer"]),
                             ("Reviewed at", facts.review["reviewed_at"])]))
     else:
         story.append(p("Not reviewed."))
-    story += [Spacer(1, 0.5 * cm), p(DISCLAIMER, "Heading3")]
+    story += [gap(0.3), p(DISCLAIMER, "Heading3")]
     document.build(story)
     return buffer.getvalue()
 
@@ -267,7 +290,7 @@ def fhir_report(facts, *, amended=False):
                                                   f"({facts.population or 'single'} operating point)"}]
     contained = [patient, device, {k: v for k, v in observation.items() if v is not None}]
     results = [{"reference": "#observation"}]
-    if facts.subtype and not facts.refused:
+    if facts.subtype_text() and not facts.refused:
         contained.append({
             "resourceType": "Observation", "id": "subtype", "status": status,
             "category": observation["category"], "subject": {"reference": "#patient"},

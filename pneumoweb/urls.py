@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from core import views as core_views
 from diagnosis import views
 from diagnosis.api import urls as diagnosis_api
 from monitoring import views as monitoring_views
@@ -26,6 +27,7 @@ urlpatterns = [
     path("studies/<int:pk>/image/", views.study_image, name="study_image"),
     path("studies/<int:pk>/thumbnail/", views.study_thumbnail, name="study_thumbnail"),
     path("predictions/<int:pk>/heatmap/<str:branch>.png", views.prediction_heatmap, name="prediction_heatmap"),
+    path("favicon.ico", core_views.favicon, name="favicon"),  # browsers ask for it by themselves
     path("admin/", admin.site.urls),
     path("api/", include((api, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -33,4 +35,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api_docs"),
 ]
 
+# JSON for API clients (core.middleware.wants_json), the site's pages for people.
+handler400 = "core.views.bad_request_view"
+handler403 = "core.views.permission_denied_view"
 handler404 = "core.views.not_found"
+handler500 = "core.views.server_error_view"

@@ -6,9 +6,11 @@ it; ``bin/run``, ``bin/worker`` and ``bin/test`` run ``python -m pneumoweb.var_d
 Imports nothing from Django: it runs before settings can be read.
 """
 
+import contextlib
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 SECRET_KEY_FILE = "secret_key"
@@ -29,10 +31,16 @@ def prepare(var_dir, static_root=None):
     Path(static_root or var_dir / "staticfiles").mkdir(parents=True, exist_ok=True)
     key = var_dir / SECRET_KEY_FILE
     if not key.exists():
-        # Created private: the key is never readable by others, not even for an instant.
-        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(50))
+        # Written whole to a private temporary file, then linked into place: a reader never sees a
+        # half-written key, and of two first starts at once the second keeps the first one's key.
+        fd, temporary = tempfile.mkstemp(dir=var_dir, prefix=".secret_key-")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(50))
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, key)
+        finally:
+            os.unlink(temporary)
     return var_dir
 
 

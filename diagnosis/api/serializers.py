@@ -132,12 +132,13 @@ class PredictionSerializer(serializers.ModelSerializer):
     @extend_schema_field(inline_serializer("Subtype", {
         "label": serializers.ChoiceField(choices=Prediction.Subtype.choices),
         "probability": serializers.FloatField(help_text="P(the subtype given), 0.5–1."),
-        "validation": serializers.DictField(help_text="auc, ci95, n, validated_ages of this output"),
+        "validation": serializers.DictField(help_text="auc, ci95 and validated_ages of this output"),
         "note": serializers.CharField(),
     }, allow_null=True))
     def get_subtype(self, prediction):
-        """Bacterial or viral: secondary, for PNEUMONIA results at the validated ages only; null otherwise."""
-        if not prediction.subtype:
+        """Bacterial or viral: secondary, for PNEUMONIA results at the validated ages only (and not once a
+        reviewer corrected the label to NORMAL); null otherwise."""
+        if not prediction.shown_subtype or prediction.subtype_probability is None:
             return None
         return {"label": prediction.subtype, "probability": prediction.subtype_probability,
                 "validation": prediction.subtype_validation,

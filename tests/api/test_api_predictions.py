@@ -220,3 +220,9 @@ def test_it_gives_the_bacterial_or_viral_output_with_its_validation(api, patient
 def test_it_gives_no_subtype_without_one(api, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
     assert api.get(detail(prediction.pk)).json()["subtype"] is None
+
+
+def test_it_drops_the_subtype_once_a_reviewer_corrects_the_label_to_normal(api, patient, reviewer):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient, age_years="3"), bacterial=True,
+                                   review_verdict="disagree", review_label="NORMAL", reviewed_by=reviewer)
+    assert api.get(detail(prediction.pk)).json()["subtype"] is None

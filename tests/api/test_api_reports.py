@@ -143,3 +143,12 @@ def test_it_has_no_subtype_observation_without_the_output(api, finished):
     body = api.get(url("fhir", finished)).json()
     assert [r["id"] for r in body["contained"] if r["resourceType"] == "Observation"] == ["observation"]
     assert "Secondary" not in body["conclusion"]
+
+
+def test_a_review_to_normal_takes_the_subtype_out_of_the_report(api, patient, reviewer):
+    prediction = with_heatmaps(PredictionFactory(study=StudyFactory(patient=patient, age_years="3"), bacterial=True,
+                                                 review_verdict="disagree", review_label="NORMAL",
+                                                 reviewed_by=reviewer, reviewed_at=timezone.now()))
+    body = api.get(url("fhir", prediction)).json()
+    assert [r["id"] for r in body["contained"] if r["resourceType"] == "Observation"] == ["observation"]
+    assert "bacterial" not in body["conclusion"]

@@ -68,3 +68,19 @@ def test_it_switches_to_postgres_and_redis_from_the_environment(tmp_path):
     assert found["broker"] == "redis://127.0.0.1:6379/3"
     assert found["cors"] == ["https://a.example", "https://b.example"]
     assert found["queue"] == "q1"
+
+
+def test_a_key_without_a_prepared_folder_names_the_command_not_a_database_error(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "pneumoweb.settings", "DJANGO_SECRET_KEY": "k" * 60,
+           "PNEUMOWEB_VAR_DIR": str(tmp_path / "not-yet")}
+    out = subprocess.run([sys.executable, "manage.py", "migrate"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "python -m pneumoweb.var_dir" in out.stderr
+
+
+def test_first_starts_at_once_share_one_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: prepare(tmp_path), range(16)))
+    assert len((tmp_path / "secret_key").read_text()) > 40
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".secret_key-")] == []

@@ -154,6 +154,8 @@ class Prediction(models.Model):
     label = models.CharField(max_length=10, choices=Label.choices, blank=True)
     probability = models.FloatField(null=True, blank=True, help_text="Model P(pneumonia), 0–1.")
     threshold = models.FloatField(null=True, blank=True, help_text="The operating point's threshold on P(pneumonia).")
+    borderline = models.BooleanField(
+        default=False, help_text="P(pneumonia) lies in the operating point's borderline band (model card): review it.")
     population = models.CharField(
         "operating point", max_length=20, blank=True,
         help_text="The validated population whose operating point was used (pediatric, adult), picked by age.",

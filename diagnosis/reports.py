@@ -54,6 +54,7 @@ class Facts:
     threshold: float
     population: str
     warnings: list
+    borderline: bool
     ood_reason: str
     model_name: str
     model_sha256: str
@@ -86,7 +87,9 @@ class Facts:
             return ("No answer: the image is not a chest X-ray the model was validated on "
                     f"({self.ood_reason})")
         text = (f"AI result: {self.label}, P(pneumonia) {self.probability:.3f} at the {self.population or 'single'} "
-                f"operating point (threshold {self.threshold:.3f}).")
+                f"operating point (screening threshold {self.threshold:.3f}).")
+        if self.borderline:
+            text += " Borderline: close to the threshold, review."
         if self.review:
             verdict = "agrees" if self.review["verdict"] == "agree" else "disagrees"
             final = self.review.get("label") or self.label
@@ -114,6 +117,7 @@ def facts_of(prediction, version, review, now):
         age_years=str(study.age_years), study_date=study.uploaded_at.isoformat(timespec="seconds"),
         view=study.get_view_display(), status=prediction.status, label=prediction.label,
         probability=prediction.probability, threshold=prediction.threshold, population=prediction.population,
+        borderline=prediction.borderline,
         warnings=list(prediction.warnings), ood_reason=prediction.ood_reason, model_name=prediction.model_name,
         model_sha256=prediction.model_sha256, review=review, subtype=prediction.subtype,
         subtype_probability=prediction.subtype_probability, subtype_validation=dict(prediction.subtype_validation),
@@ -222,9 +226,10 @@ def render_pdf(facts, picture_png):
                        "Heading3"))
         story.append(table([("Why", facts.ood_reason)]))
     else:
-        story.append(p(f"{facts.label}", "Heading3"))
+        story.append(p(f"{facts.label}" + (" — borderline, review" if facts.borderline else ""), "Heading3"))
         rows = [("P(pneumonia), calibrated", f"{facts.probability:.3f}"),
-                ("Operating point", f"{facts.population or 'single'} (threshold {facts.threshold:.3f})")]
+                ("Operating point", f"{facts.population or 'single'}: screening threshold {facts.threshold:.3f}; "
+                                    "results at or above it are flagged PNEUMONIA")]
         if facts.subtype_text():
             rows.append(("Bacterial or viral (secondary)", facts.subtype_text()))
         story.append(table(rows))
@@ -283,9 +288,13 @@ def fhir_report(facts, *, amended=False):
     else:
         observation["valueQuantity"] = {"value": round(facts.probability, 6), "unit": "probability",
                                         "system": "http://unitsofmeasure.org", "code": "1"}
+        interpretation = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
         observation["interpretation"] = [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
-            "code": "POS" if facts.label == "PNEUMONIA" else "NEG"}]}]
+            "system": interpretation, "code": "POS" if facts.label == "PNEUMONIA" else "NEG"}]}]
+        if facts.borderline:  # equivocal: in the operating point's borderline band
+            observation["interpretation"].append({"coding": [{"system": interpretation, "code": "E",
+                                                              "display": "Equivocal"}],
+                                                  "text": "borderline: review"})
         observation["referenceRange"] = [{"text": f"PNEUMONIA at or above {facts.threshold:.6f} "
                                                   f"({facts.population or 'single'} operating point)"}]
     contained = [patient, device, {k: v for k, v in observation.items() if v is not None}]

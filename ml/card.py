@@ -3,7 +3,8 @@
 A checkpoint ``NAME.safetensors`` has its card at ``NAME.json`` (:func:`card_path`). The card
 records what the model was trained and validated on; :class:`ModelCard` holds what serving,
 the CLIs and monitoring read from it, parsed once per checkpoint: the name and weights
-digest, one operating point per validated population (``ml.populations.OperatingPoint``), the
+digest, one operating point per validated population (``ml.populations.OperatingPoint``, with its
+borderline band when the card records one: ``points[name].band``, ``points[name].is_borderline(p)``), the
 ages they were validated on, the ages the age branch learnt from, and each population's
 validation histogram of P(pneumonia). ``raw`` is the card's dict as read, for everything else
 (training records, the OOD gate's entry); it is not to be modified.

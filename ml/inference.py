@@ -46,6 +46,9 @@ class Assessment:
     # Bacterial or viral (ml.subtype), secondary: only for a PNEUMONIA label, not refused, when the checkpoint
     # carries the head and the age is given and within the head's validated ages; never changes the answer above.
     subtype: Subtype = None
+    # Whether the probability lies inside the point's borderline band (ml.populations.OperatingPoint.is_borderline):
+    # only for an accepted, not refused study; False when the card has no band. Never changes the answer above.
+    borderline: bool = False
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Screened:
     threshold: float
     population: str
     reason: str = ""  # why the gate would refuse it, "" when accepted
+    borderline: bool = False  # inside its point's borderline band (also for a film the gate would refuse)
 
     @property
     def label(self):
@@ -188,7 +192,8 @@ class Predictor:
         for (image, info, age), logit, refusal in zip(items, forward.logits, forward.refusals, strict=True):
             probability, point = self._calibrated(logit, age)
             reason = (image_check(image, info) or refusal) if gate else ""
-            out.append(Screened(logit, probability, point.threshold, point.population, reason))
+            out.append(Screened(logit, probability, point.threshold, point.population, reason,
+                                point.is_borderline(probability)))
         return out
 
     def assess(self, image, info=None, *, age=None, view=None, explain=False):
@@ -228,8 +233,11 @@ class Predictor:
             answer.probability, point = self._calibrated(logit, items[index][2])
             answer.label = PNEUMONIA if answer.probability >= point.threshold else NORMAL
             answer.population, answer.threshold = point.population, point.threshold
+            answer.borderline = point.is_borderline(answer.probability)
             labels.append(answer.label == PNEUMONIA)
-            if answer.label == PNEUMONIA and self.subtype is not None and self.subtype.applies(items[index][2]):
+            # Validated on frontal films of children 1–5 only: a lateral view gets none.
+            if (answer.label == PNEUMONIA and self.subtype is not None and self.subtype.applies(items[index][2])
+                    and items[index][3] != "LAT"):
                 subtyped.append((index, row))
         if subtyped:  # read from the same forward pass's features, after the answer above is fixed
             rows = forward.features[[row for _, row in subtyped]]
@@ -242,5 +250,5 @@ class Predictor:
         return answers
 
     def explain(self, image, *, age=None, label=PNEUMONIA):
-        """Heatmaps (combined, CNN Grad-CAM, ViT attention rollout) for the label given to this image."""
+        """Heatmaps (combined = CNN Grad-CAM at 14×14, CNN, ViT patch CAM) for the label given to this image."""
         return explain_image(self.model, image, age=model_age(self.card, age), toward_pneumonia=label == PNEUMONIA)

@@ -8,6 +8,12 @@ a study without an age takes the more sensitive point (the lower threshold on th
 logit) and a warning. Cards from before populations (one threshold) still work: they get a
 single point for every age.
 
+A population's entry may also carry a ``borderline_band: [low, high]`` on the calibrated
+P(pneumonia) (``ml.training.calibration.borderline_band``: the 95 % bootstrap interval of the
+threshold re-chosen by the point's own rule on resampled validation films). A probability inside it
+(inclusive) is borderline: :meth:`OperatingPoint.is_borderline`. A card without bands gives
+``band=None`` and nothing is borderline.
+
 The age the model itself sees is decided here too (:func:`model_age`, from a
 ``ml.card.ModelCard``): the age branch only learnt from the ages its training data recorded,
 so an age outside that range is fed as missing — the way the films of that age were trained.
@@ -27,6 +33,13 @@ class OperatingPoint:
     age_band: tuple  # [low, high) in years; the band that selects this point
     validated_ages: tuple = None  # (low, high) the population's validation data covers
     min_recall: float = None
+    band: tuple = None  # (low, high) on the calibrated probability around the threshold; None when the card has none
+
+    def is_borderline(self, probability):
+        """Whether a calibrated P(pneumonia) lies inside the borderline band (inclusive); False without a band."""
+        if self.band is None or probability is None:
+            return False
+        return self.band[0] <= float(probability) <= self.band[1]
 
     @property
     def logit_threshold(self):
@@ -37,7 +50,18 @@ class OperatingPoint:
     def to_dict(self):
         return {"population": self.population, "threshold": self.threshold, "temperature": self.temperature,
                 "age_band": list(self.age_band), "min_recall": self.min_recall,
-                "validated_ages": list(self.validated_ages) if self.validated_ages else None}
+                "validated_ages": list(self.validated_ages) if self.validated_ages else None,
+                "borderline_band": list(self.band) if self.band else None}
+
+
+def _band(values):
+    """(low, high) from a card's ``borderline_band``, or None; a malformed one is a ValueError."""
+    if values is None:
+        return None
+    low, high = (float(v) for v in values)
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"borderline_band {list(values)} is not [low, high] within [0, 1]")
+    return low, high
 
 
 def operating_points(card):
@@ -51,7 +75,8 @@ def operating_points(card):
                                          tuple(low_high) if low_high else None)}
     points = {
         name: OperatingPoint(name, float(e["threshold"]), float(e["temperature"]), tuple(e["age_band"]),
-                             tuple(e["validated_ages"]) if e.get("validated_ages") else None, e.get("min_recall"))
+                             tuple(e["validated_ages"]) if e.get("validated_ages") else None, e.get("min_recall"),
+                             _band(e.get("borderline_band")))
         for name, e in entries.items()
     }
     return dict(sorted(points.items(), key=lambda item: item[1].age_band[0]))

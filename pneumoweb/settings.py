@@ -25,9 +25,6 @@ SECRET_KEY = env("DJANGO_SECRET_KEY") or read_secret_key(VAR_DIR)
 if not SECRET_KEY:
     raise ImproperlyConfigured(f"Set DJANGO_SECRET_KEY, or run `python -m pneumoweb.var_dir` once to give "
                                f"{VAR_DIR} a secret key of its own (bin/run does).")
-if not env("DATABASE_URL") and not VAR_DIR.is_dir():
-    raise ImproperlyConfigured(f"The embedded database lives in {VAR_DIR}, which does not exist yet: run "
-                               "`python -m pneumoweb.var_dir` once (bin/run does), or set DATABASE_URL.")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")

@@ -52,6 +52,15 @@ def read_secret_key(var_dir):
         return None
 
 
+def unprepared_message(environ=os.environ):
+    """Why a command cannot run yet ("" when it can): the embedded database's folder is missing."""
+    var_dir = default_var_dir()
+    if environ.get("DATABASE_URL") or var_dir.is_dir():
+        return ""
+    return (f"The embedded database lives in {var_dir}, which does not exist yet: run "
+            "`python -m pneumoweb.var_dir` once (bin/run does), or set DATABASE_URL.")
+
+
 def default_var_dir():
     return Path(os.environ.get("PNEUMOWEB_VAR_DIR") or Path(__file__).resolve().parent.parent / "var")
 

@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field, inline_serializer
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 
 from ..images import check_each, check_upload, study_fields
@@ -95,13 +95,19 @@ class ReviewSerializer(serializers.ModelSerializer):
         return attrs
 
 
+@extend_schema_serializer(deprecate_fields=["confidence"])
 class PredictionSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:prediction-detail")
     page_url = serializers.SerializerMethodField()
     patient = serializers.IntegerField(source="study.patient_id", read_only=True)
     study = StudySerializer(read_only=True)
     label = serializers.SerializerMethodField()
-    confidence = serializers.FloatField(read_only=True)
+    confidence = serializers.FloatField(
+        read_only=True, help_text="Deprecated (removed in the next API version): P of the label shown, which reads "
+                                  "as certainty where the threshold is low. Use probability, threshold and borderline.")
+    borderline = serializers.BooleanField(
+        read_only=True, help_text="P(pneumonia) lies in the operating point's borderline band: the label could flip "
+                                  "with another validation sample; review it.")
     model = ModelVersionSerializer(source="*", read_only=True)
     review = serializers.SerializerMethodField()
     heatmap = serializers.SerializerMethodField()
@@ -118,7 +124,8 @@ class PredictionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Prediction
         fields = [
-            "id", "url", "page_url", "status", "label", "probability", "confidence", "threshold", "population",
+            "id", "url", "page_url", "status", "label", "probability", "confidence", "threshold", "borderline",
+            "population",
             "ood", "ood_reason", "warnings", "subtype", "heatmap", "heatmaps", "report", "fhir", "model", "queued_at",
             "started_at", "finished_at", "error", "patient", "study", "review",
         ]

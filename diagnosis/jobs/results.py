@@ -29,6 +29,7 @@ def save_results(token, predictor, answers):
                     ood=answer.ood,
                     ood_reason=answer.ood_reason,
                     threshold=answer.threshold,
+                    borderline=answer.borderline,
                     population=answer.population,
                     model_name=predictor.name,
                     model_sha256=predictor.weights_sha256,

@@ -1,8 +1,8 @@
 // Polls the prediction API while the job is queued or running and fills in the result
 // in place (no reload). The page carries the API address in #result[data-api-url].
 (function () {
-  // The confidence bar's width comes from a data attribute: the CSP allows no inline style.
-  var initialBar = document.getElementById("confidence-bar");
+  // The probability bar's width comes from a data attribute: the CSP allows no inline style.
+  var initialBar = document.getElementById("probability-bar");
   if (initialBar && initialBar.getAttribute("data-width")) initialBar.style.width = initialBar.getAttribute("data-width");
   var result = document.getElementById("result");
   if (!result) return;
@@ -48,9 +48,10 @@
     if (p.status === "succeeded") {
       var label = byId("label");
       if (label) { label.textContent = p.label; label.className = "label-" + String(p.label).toLowerCase(); }
-      set("confidence", pct(p.confidence));
-      var bar = byId("confidence-bar");
-      if (bar) bar.style.width = (typeof p.confidence === "number" ? (p.confidence * 100).toFixed(0) : "0") + "%";
+      set("probability-percent", pct(p.probability));
+      show("borderline", !!p.borderline);
+      var bar = byId("probability-bar");
+      if (bar) bar.style.width = (typeof p.probability === "number" ? (p.probability * 100).toFixed(0) : "0") + "%";
       set("probability", num(p.probability, 4));
       set("threshold", num(p.threshold, 4));
       set("population", p.population || "");

@@ -226,3 +226,17 @@ def test_it_drops_the_subtype_once_a_reviewer_corrects_the_label_to_normal(api, 
     prediction = PredictionFactory(study=StudyFactory(patient=patient, age_years="3"), bacterial=True,
                                    review_verdict="disagree", review_label="NORMAL", reviewed_by=reviewer)
     assert api.get(detail(prediction.pk)).json()["subtype"] is None
+
+
+def test_it_says_whether_a_result_is_borderline(api, patient):
+    near = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, probability=0.1852, threshold=0.1848,
+                             borderline=True)
+    far = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    assert api.get(detail(near.pk)).json()["borderline"] is True
+    assert api.get(detail(far.pk)).json()["borderline"] is False
+
+
+def test_the_schema_marks_confidence_deprecated(api):
+    schema = api.get(reverse("schema"), HTTP_ACCEPT="application/json").json()
+    properties = schema["components"]["schemas"]["Prediction"]["properties"]
+    assert properties["confidence"].get("deprecated") is True and "borderline" in properties

@@ -43,7 +43,7 @@ def finished(patient):
 def test_it_writes_a_pdf_report_with_everything_a_clinician_needs(api, finished):
     data = pdf_bytes(api.get(url("report", finished)))
     patient = finished.study.patient
-    for text in (patient.mrn, patient.name, "PNEUMONIA", "0.910", "pediatric", "threshold 0.230", "compact-test",
+    for text in (patient.mrn, patient.name, "PNEUMONIA", "0.910", "pediatric", "threshold 0.230;", "compact-test",
                  "ab" * 16, "Age 45 years is outside", "Not reviewed", "Decision support, not a diagnosis"):
         assert text.encode() in data, text
     assert b"/Subtype /Image" in data  # the X-ray with its heatmap
@@ -152,3 +152,14 @@ def test_a_review_to_normal_takes_the_subtype_out_of_the_report(api, patient, re
     body = api.get(url("fhir", prediction)).json()
     assert [r["id"] for r in body["contained"] if r["resourceType"] == "Observation"] == ["observation"]
     assert "bacterial" not in body["conclusion"]
+
+
+def test_a_borderline_result_is_equivocal_in_fhir_and_flagged_in_the_pdf(api, patient):
+    prediction = with_heatmaps(PredictionFactory(study=StudyFactory(patient=patient), succeeded=True,
+                                                 probability=0.1852, threshold=0.1848, borderline=True))
+    assert b"borderline, review" in pdf_bytes(api.get(url("report", prediction)))
+    body = api.get(url("fhir", prediction)).json()
+    DiagnosticReport.model_validate(body)
+    observation = next(r for r in body["contained"] if r["id"] == "observation")
+    codes = [c["coding"][0]["code"] for c in observation["interpretation"]]
+    assert codes == ["POS", "E"] and "Borderline" in body["conclusion"]

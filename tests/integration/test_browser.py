@@ -123,17 +123,17 @@ def test_it_uploads_an_xray_and_shows_the_result_without_a_reload(stack, page, t
         re.compile(r"^\s*succeeded\s*$"), timeout=120_000
     )
     label = page.locator("[data-testid=prediction-label]")
-    confidence = page.locator("[data-testid=prediction-confidence]")
+    probability = page.locator("[data-testid=prediction-probability]")
     expect(label).to_have_text(re.compile(r"^\s*(PNEUMONIA|NORMAL)\s*$"))
-    expect(confidence).to_have_text(re.compile(r"^\s*\d{1,3}(\.\d+)?\s*%\s*$"))
+    expect(probability).to_have_text(re.compile(r"^\s*\d{1,3}(\.\d+)?\s*%\s*$"))
     assert page.evaluate("window.__pneumowebNoReload") is True, "the page was reloaded"
 
     # What the page shows is what the API says (the browser's session authenticates the call).
     api = page.request.get(stack.url(f"/api/predictions/{prediction_id}/")).json()
     assert api["status"] == "succeeded"
     assert label.inner_text().strip() == api["label"]
-    shown = float(confidence.inner_text().strip().rstrip("%").strip())
-    assert shown == pytest.approx(100 * api["confidence"], abs=0.051)
+    shown = float(probability.inner_text().strip().rstrip("%").strip())
+    assert shown == pytest.approx(100 * api["probability"], abs=0.051)
     assert api["study"]["age_years"] == "0.50"
     warning = page.locator("[data-testid=untrained-warning]")
     if "untrained" in api["model"]["name"]:

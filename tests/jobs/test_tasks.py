@@ -336,3 +336,11 @@ def test_it_records_the_bacterial_or_viral_output_for_a_young_childs_pneumonia()
     assert child.subtype_validation == {"auc": head.auc, "ci95": list(head.auc_ci95),
                                         "validated_ages": list(head.validated_ages)}
     assert (adult.subtype, adult.subtype_probability, adult.subtype_validation) == ("", None, {})
+
+
+def test_it_records_whether_the_result_is_borderline():
+    # The shipped card's pediatric band is [0.043, 0.154]: normal-1 at 3.5 years scores 0.138 (recorded answers).
+    child = run(PredictionFactory(study__xray="normal-1.jpeg", study__age_years=Decimal("3.5")))
+    far = run(PredictionFactory(study__xray="normal-2.jpeg", study__age_years=Decimal("3.5")))
+    assert child.status == far.status == "succeeded"
+    assert child.borderline is True and far.borderline is False

@@ -119,6 +119,12 @@ def test_it_sets_the_subtype_only_for_pneumonia_within_the_validated_ages(headed
     assert refused.ood and refused.subtype is None
 
 
+def test_it_gives_no_subtype_for_a_lateral_view(headed):
+    frontal, lateral = headed.assess_batch([(*film("pneumonia-1.jpeg"), 3.5, view) for view in ("PA", "LAT")])
+    assert frontal.subtype is not None and lateral.subtype is None  # validated on frontal films only
+    assert frontal.label == lateral.label and frontal.probability == pytest.approx(lateral.probability, abs=1e-5)
+
+
 def test_it_never_changes_the_label_probability_or_population(plain, headed):
     items = [(*film(name), age, "PA") for name in FILMS for age in AGES]
     without, with_head = plain.assess_batch(items), headed.assess_batch(items)

@@ -45,10 +45,15 @@ def test_it_shows_each_row(logged_in, patient):
     assert f'href="{reverse("prediction_detail", args=[prediction.pk])}"' in html
 
 
-def test_it_shows_the_confidence_of_the_label_shown(logged_in, patient):
+def test_it_shows_p_pneumonia_and_the_threshold_not_a_confidence(logged_in, patient):
     PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, label="NORMAL", probability=0.127)
     html = logged_in.get(URL).content.decode()
-    assert "87.3%" in html and ">NORMAL<" in html
+    assert "12.7%" in html and "threshold 50.0%" in html and ">NORMAL<" in html and "87.3%" not in html
+
+
+def test_it_flags_borderline_rows(logged_in, patient):
+    PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, borderline=True)
+    assert 'data-testid="row-borderline">borderline — review<' in logged_in.get(URL).content.decode()
 
 
 @pytest.mark.parametrize("status", ["queued", "running", "succeeded", "rejected", "failed", "cancelled"])

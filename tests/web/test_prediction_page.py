@@ -49,8 +49,9 @@ def test_it_shows_a_succeeded_result(logged_in, patient):
     html = logged_in.get(url(prediction)).content.decode()
     assert 'data-testid="prediction-status" id="status">succeeded<' in html
     assert 'data-testid="prediction-label" id="label" class="label-pneumonia">PNEUMONIA<' in html
-    assert 'data-testid="prediction-confidence" id="confidence">91.0%<' in html
-    assert 'id="confidence-bar" data-width="91%"' in html  # sized by the page script: the CSP allows no inline style
+    assert 'data-testid="prediction-probability" id="probability-percent">91.0%<' in html
+    assert 'id="probability-bar" data-width="91%"' in html  # sized by the page script: the CSP allows no inline style
+    assert "Confidence" not in html  # a P(label) reads as certainty where the threshold is low
     assert 'id="probability">0.9100<' in html and 'id="threshold">0.5000<' in html
     assert 'id="model">compact-test@abababababab<' in html
     assert f'src="{reverse("study_image", args=[prediction.study_id])}"' in html
@@ -96,11 +97,22 @@ def test_it_hides_the_warning_list_when_there_is_none(logged_in, patient):
     assert 'data-testid="intended-use-warnings" role="alert" hidden>' in logged_in.get(url(prediction)).content.decode()
 
 
-def test_it_shows_the_confidence_of_a_normal_label(logged_in, patient):
+def test_it_shows_p_pneumonia_not_a_confidence_for_a_normal_label(logged_in, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, label="NORMAL", probability=0.127)
     html = logged_in.get(url(prediction)).content.decode()
-    assert ">NORMAL<" in html and 'id="confidence">87.3%<' in html and 'data-width="87%"' in html
-    assert 'id="probability">0.1270<' in html
+    assert ">NORMAL<" in html and 'id="probability-percent">12.7%<' in html and 'data-width="13%"' in html
+    assert 'id="probability">0.1270<' in html and "87.3%" not in html
+
+
+def test_it_flags_a_borderline_result_and_explains_the_threshold(logged_in, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, probability=0.1852,
+                                   threshold=0.1848, population="adult", borderline=True)
+    html = logged_in.get(url(prediction)).content.decode()
+    assert 'data-testid="prediction-borderline" >borderline — review<' in html
+    assert 'id="threshold">0.1848</span> for <span id="population" data-testid="prediction-population">adult</span>' in html
+    assert "results at or above it are flagged PNEUMONIA" in html and "18.5%" in html
+    calm = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    assert 'data-testid="prediction-borderline" hidden>' in logged_in.get(url(calm)).content.decode()
 
 
 @pytest.mark.parametrize("status", ["queued", "running"])
@@ -271,7 +283,8 @@ def test_it_fills_in_the_result_without_a_reload(logged_in, patient):
     assert els["status"]["text"] == "succeeded"
     assert out["badge"] == {"textContent": "succeeded", "className": "badge badge-succeeded"}
     assert els["label"]["text"] == "NORMAL" and els["label"]["className"] == "label-normal"
-    assert els["confidence"]["text"] == "87.3%" and els["confidence-bar"]["width"] == "87%"
+    assert els["probability-percent"]["text"] == "12.7%" and els["probability-bar"]["width"] == "13%"
+    assert els["borderline"]["hidden"] is True
     assert els["probability"]["text"] == "0.1270" and els["threshold"]["text"] == "0.5000"
     assert els["model"]["text"] == "compact-v1@cdcdcdcdcdcd"
     assert els["outcome"]["hidden"] is False and els["pending"]["hidden"] is True
@@ -302,7 +315,7 @@ def test_it_shows_the_untrained_warning_when_the_result_arrives(logged_in, patie
     Prediction.objects.filter(pk=prediction.pk).update(status="queued", label="", probability=None, model_name="")
     els = run_poll_script(logged_in, prediction, [done])["elements"]
     assert els["untrained-warning"]["hidden"] is False
-    assert els["label"]["text"] == "PNEUMONIA" and els["confidence"]["text"] == "60.0%"
+    assert els["label"]["text"] == "PNEUMONIA" and els["probability-percent"]["text"] == "60.0%"
 
 
 def test_it_stops_polling_when_the_session_is_gone(logged_in, patient):

@@ -2,9 +2,9 @@ from django import forms
 from django.conf import settings
 
 from .images import check_each, check_upload, study_fields
-from .models import AGE_MAX, AGE_MIN, Patient, Study
+from .models import AGE_MAX, AGE_MIN, Patient, Prediction, Study
 from .permissions import writable_patients
-from .services import clean_mrn
+from .services import clean_mrn, review_errors
 
 
 class PatientForm(forms.ModelForm):
@@ -92,4 +92,22 @@ class UploadForm(forms.Form):
         self.accepted, self.refused = check_each(data["image"], age=data.get("age"), view=data.get("view"))
         if not self.accepted:
             raise forms.ValidationError([f"{name}: {' '.join(messages)}" for name, messages in self.refused])
+        return data
+
+
+class ReviewForm(forms.Form):
+    """A reviewer's verdict on the result page: the same rules as the API and the admin (``review_errors``)."""
+
+    review_verdict = forms.ChoiceField(label="Verdict", choices=Prediction.Verdict.choices, widget=forms.RadioSelect)
+    review_label = forms.ChoiceField(label="Corrected label (when you disagree)", required=False,
+                                     choices=[("", "—"), *Prediction.Label.choices])
+    review_comment = forms.CharField(label="Comment", required=False, max_length=4000,
+                                     widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean(self):
+        data = super().clean()
+        errors = review_errors(verdict=data.get("review_verdict"), label=data.get("review_label"),
+                               comment=data.get("review_comment"))
+        for field, message in errors.items():
+            self.add_error(field, message)
         return data

@@ -2,6 +2,7 @@ import secrets
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.http import Http404, HttpResponse
@@ -14,11 +15,11 @@ from knox.settings import knox_settings
 from audit.trail import record_access
 from core import charts
 
-from .forms import PatientForm, UploadForm
+from .forms import PatientForm, ReviewForm, UploadForm
 from .media import heatmap_response, image_response, private
 from .models import Prediction
-from .permissions import visible_patients, visible_predictions, visible_studies, writable_patients
-from .services import MRN_TAKEN, MrnTaken, save_patient, submit_studies
+from .permissions import can_review, visible_patients, visible_predictions, visible_studies, writable_patients
+from .services import MRN_TAKEN, MrnTaken, apply_review, save_patient, submit_studies
 
 
 def worklist_order(queryset):
@@ -122,7 +123,56 @@ def upload_results(request, key):
 def prediction_detail(request, pk):
     prediction = get_object_or_404(visible_predictions(request.user), pk=pk)
     record_access(request, "view", prediction)
-    return render(request, "diagnosis/prediction_detail.html", {"prediction": prediction})
+    return render(request, "diagnosis/prediction_detail.html",
+                  {"prediction": prediction, "review_form": review_form_for(request.user, prediction)})
+
+
+def review_form_for(user, prediction, data=None):
+    """The review form when this user may review this prediction now, else None."""
+    if not can_review(user) or prediction.status not in Prediction.OUTCOMES:
+        return None
+    initial = {f: getattr(prediction, f) for f in ("review_verdict", "review_label", "review_comment")}
+    return ReviewForm(data, initial=initial)
+
+
+@login_required
+@require_http_methods(["POST"])
+def prediction_review(request, pk):
+    """Record a reviewer's verdict from the result page (the admin and the API use the same rules)."""
+    prediction = get_object_or_404(visible_predictions(request.user), pk=pk)
+    form = review_form_for(request.user, prediction, request.POST)
+    if form is None:
+        raise PermissionDenied("Only reviewers can record a verdict, and only on a finished result.")
+    if not form.is_valid():
+        return render(request, "diagnosis/prediction_detail.html", {"prediction": prediction, "review_form": form},
+                      status=400)
+    data = form.cleaned_data
+    apply_review(prediction, verdict=data["review_verdict"], label=data["review_label"],
+                 comment=data["review_comment"], reviewer=request.user)
+    prediction.save()  # the audit trail records the change; the next report request writes a new version
+    messages.success(request, f"Review of prediction {prediction.pk} recorded.")
+    following = review_queue(request.user).exclude(pk=prediction.pk).first()
+    return redirect(following or prediction)
+
+
+def review_queue(user):
+    """Finished results nobody reviewed yet: borderline first, then PNEUMONIA, then the rest; oldest first."""
+    rank = Case(
+        When(borderline=True, then=Value(0)),
+        When(label=Prediction.Label.PNEUMONIA, then=Value(1)),
+        default=Value(2),
+        output_field=IntegerField(),
+    )
+    return (visible_predictions(user).filter(status__in=Prediction.OUTCOMES, review_verdict="")
+            .annotate(rank=rank).order_by("rank", "queued_at"))
+
+
+@login_required
+def review_list(request):
+    if not can_review(request.user):
+        raise PermissionDenied
+    page = Paginator(review_queue(request.user), 25).get_page(request.GET.get("page"))
+    return render(request, "diagnosis/review_queue.html", {"page": page, "predictions": page.object_list})
 
 
 @login_required

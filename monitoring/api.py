@@ -26,7 +26,10 @@ class CanMonitor(BasePermission):
 
 
 MonitoringGroups = inline_serializer("MonitoringGroup", many=True, fields={
-    "model": ModelVersionSerializer(), "population": serializers.CharField(),
+    "model": ModelVersionSerializer(),
+    "population": serializers.CharField(help_text='"refused before a population": refusals of a model whose card '
+                                                  "is not deployed here (no operating point to count them in)"),
+    "refused_only": serializers.BooleanField(),
     "predictions": serializers.IntegerField(), "refusal_rate": serializers.DictField(),
     "reviewed_fraction": serializers.DictField(), "agreement": serializers.DictField(),
     "sensitivity": serializers.DictField(), "specificity": serializers.DictField(),

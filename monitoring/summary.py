@@ -18,6 +18,7 @@ from django.conf import settings
 from diagnosis.models import Prediction
 from ml.card import ModelCard, card_path
 from ml.constants import HISTOGRAM_BINS as BINS  # the bins the model card records its histograms in
+from ml.populations import point_for_age
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class Group:
         drift = psi(current, reference) if reference and succeeded >= MIN_FOR_DRIFT else None
         return {
             "model": {"name": self.model_name, "weights_sha256": self.model_sha256},
+            "refused_only": self.population == REFUSED_BEFORE_A_POPULATION,
             "population": self.population or None,
             "predictions": self.total,
             "refusal_rate": rate(self.refused, outcomes),
@@ -139,14 +141,35 @@ class Group:
         }
 
 
+REFUSED_BEFORE_A_POPULATION = "refused before a population"
+
+
+def population_of(row, cards):
+    """The row's population; for a refusal (or failure) that got none, the one its age gives under the card
+    of its model version, when that card is deployed here, else REFUSED_BEFORE_A_POPULATION."""
+    if row["population"] or row["status"] == Prediction.Status.SUCCEEDED:
+        return row["population"]
+    version = (row["model_name"], row["model_sha256"])
+    if version not in cards:
+        cards[version] = card_for(*version)
+    card = cards[version]
+    if card is None or row["study__age_years"] is None:
+        return REFUSED_BEFORE_A_POPULATION
+    return point_for_age(card.points, row["study__age_years"]).population
+
+
 def monitor(predictions, *, alert_at=None):
-    """One summary per (model version, population) of a queryset of predictions, most used first."""
+    """One summary per (model version, population) of a queryset of predictions, most used first.
+
+    Refused inputs have no operating point; they are counted in the population their age gives
+    (or, without the model's card, in one "refused before a population" row with no chart).
+    """
     alert_at = settings.PNEUMOWEB_DRIFT_PSI_ALERT if alert_at is None else alert_at
-    groups = {}
+    groups, cards = {}, {}
     fields = ["status", "probability", "label", "review_verdict", "review_label", "model_name", "model_sha256",
-              "population"]
+              "population", "study__age_years"]
     for row in predictions.exclude(model_name="").values(*fields).iterator(chunk_size=2000):
-        key = (row["model_name"], row["model_sha256"], row["population"])
+        key = (row["model_name"], row["model_sha256"], population_of(row, cards))
         groups.setdefault(key, Group(*key)).add(row)
     return [group.summary(alert_at) for group in sorted(groups.values(), key=lambda g: -g.total)]
 

@@ -119,3 +119,31 @@ def test_it_is_for_reviewers_and_administrators(api, reviewer):
 @pytest.mark.parametrize("params", [{"since": "yesterday"}, {"export": "xlsx"}, {"until": ""}])
 def test_it_refuses_filters_it_does_not_know(reviewer, params):
     assert api_client_for(reviewer).get(URL, params).status_code == 400
+
+
+def test_refusals_count_in_the_population_their_age_gives(reviewer, patient, settings, tmp_path):
+    card = {"name": "m-v3", "weights_sha256": "cd" * 32, "populations": {
+        "pediatric": {"threshold": 0.08, "temperature": 1.0, "age_band": [0, 18]},
+        "adult": {"threshold": 0.2, "temperature": 1.0, "age_band": [18, 121]}}}
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    settings.PNEUMOWEB_MODEL_PATH = tmp_path / "m.safetensors"
+    seed(patient, reviewer, rows=ROWS[:2])  # adults, scored
+    for age in ("4", "45"):
+        PredictionFactory(study=StudyFactory(patient=patient, age_years=age), rejected=True, model_name="m-v3",
+                          model_sha256="cd" * 32, population="")
+    groups = {g["population"]: g for g in api_client_for(reviewer).get(URL).json()["groups"]}
+    assert set(groups) == {"adult", "pediatric"}
+    assert groups["adult"]["predictions"] == 3 and groups["adult"]["refusal_rate"]["value"] == pytest.approx(1 / 3)
+    assert groups["pediatric"]["predictions"] == 1 and groups["pediatric"]["refusal_rate"]["value"] == 1.0
+
+
+def test_without_the_models_card_refusals_make_one_row_without_a_chart(reviewer, patient, client):
+    seed(patient, reviewer, rows=ROWS[:2])
+    seed(patient, reviewer, population="", rows=ROWS[10:12])
+    groups = {g["population"]: g for g in api_client_for(reviewer).get(URL).json()["groups"]}
+    refused = groups["refused before a population"]
+    assert refused["refused_only"] is True and refused["predictions"] == 2 and groups["adult"]["refused_only"] is False
+    client.force_login(reviewer)
+    html = client.get(reverse("monitoring")).content.decode()
+    assert html.count('data-testid="monitoring-chart"') == 1  # the adults' chart only
+    assert ">refused before a population<" in html

@@ -46,3 +46,11 @@ def test_the_patient_page_shows_the_history_as_a_trend(logged_in, patient):
 
 def test_another_clinicians_trend_is_not_found(logged_in, foreign_patient):
     assert logged_in.get(reverse("patient_trend", args=[foreign_patient.pk])).status_code == 404
+
+
+def test_its_filters_are_date_pickers_and_selects_of_what_is_on_record(reviewer_client, patient):
+    PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, population="adult")
+    html = reviewer_client.get(reverse("monitoring")).content.decode()
+    assert html.count('type="date"') == 2
+    assert '<option value="compact-test">compact-test</option>' in html
+    assert '<option value="adult">adult</option>' in html

@@ -56,7 +56,8 @@ class UploadForm(forms.Form):
         max_digits=5,
         decimal_places=2,
         required=False,
-        help_text="May be left empty for a DICOM file that records the patient's age.",
+        help_text="May be left empty: the age then comes from the patient's birth date, else the DICOM file; "
+                  "without any, the most sensitive operating point is used.",
         widget=forms.NumberInput(attrs={"step": "0.01", "min": str(AGE_MIN), "max": str(AGE_MAX)}),
     )
     image = MultipleFileField(
@@ -84,12 +85,15 @@ class UploadForm(forms.Form):
         data = super().clean()
         if "image" not in data or "age" in self.errors:
             return data
+        birth_date = data["patient"].date_of_birth if data.get("patient") else None
         if len(data["image"]) == 1:  # one file: its errors go to the fields they concern, as before batches
             checked = check_upload(data["image"][0])
-            self.accepted = [(checked, *study_fields(checked, age=data.get("age"), view=data.get("view")))]
+            self.accepted = [(checked, *study_fields(checked, age=data.get("age"), view=data.get("view"),
+                                                     date_of_birth=birth_date))]
             self.refused = []
             return data
-        self.accepted, self.refused = check_each(data["image"], age=data.get("age"), view=data.get("view"))
+        self.accepted, self.refused = check_each(data["image"], age=data.get("age"), view=data.get("view"),
+                                                 date_of_birth=birth_date)
         if not self.accepted:
             raise forms.ValidationError([f"{name}: {' '.join(messages)}" for name, messages in self.refused])
         return data

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
 
 from ml.decode import SNIFF_BYTES, ImageDecodeError, decode_with_tags, sniff_format
 
@@ -72,40 +73,62 @@ def check_upload(upload):
     return CheckedImage(upload, image, info)
 
 
-def study_fields(checked, *, age, view):
-    """(age, view, notes) for a study: a typed age and the chosen view win over the DICOM's tags.
+AGE_TOLERANCE_YEARS = Decimal(1)  # a typed age may differ this much from the birth date's (late entry, rounding)
 
-    The age may be left out only when the DICOM file records one. Disagreements between
-    what was typed and what the file says become notes shown with the study.
+
+def age_on(date_of_birth, day):
+    """Age in whole days / 365.25, in years with two decimals, on ``day``."""
+    return Decimal(str(round((day - date_of_birth).days / 365.25, 2)))
+
+
+def study_fields(checked, *, age, view, date_of_birth=None):
+    """(age, view, notes) for a study: the age typed, else the patient's birth date on record, else the DICOM's.
+
+    With a birth date on record, a typed age more than a year away from it is refused (one of them
+    is wrong); a DICOM PatientAge that contradicts it is noted and the record wins (headers are often
+    wrong). With no age at all the study is accepted: the worker uses the most sensitive operating
+    point and warns. The study date is the DICOM StudyDate where there is one, else today. The chosen
+    view wins over the DICOM's, except that a lateral film stays lateral. Disagreements become notes.
     """
     dicom = checked.dicom
     notes = []
-    if dicom is None:
-        if age is None:
-            raise ValidationError({"age": "Enter the age at acquisition."})
-        return age, view, notes
-    notes.append(f"Read from a DICOM file ({dicom.modality or 'modality not recorded'}); "
-                 "stored as a de-identified PNG.")
-    notes.extend(dicom.notes)
-    if age is None:
-        if dicom.age_years is None:
-            raise ValidationError({"age": "Enter the age at acquisition: this DICOM file records none."})
-        age = Decimal(str(dicom.age_years))
+    study_day = (dicom.study_date if dicom is not None else None) or timezone.localdate()
+    from_birth = age_on(date_of_birth, study_day) if date_of_birth and date_of_birth <= study_day else None
+    if age is not None and from_birth is not None and abs(age - from_birth) > AGE_TOLERANCE_YEARS:
+        raise ValidationError({"age": f"Age {age} years contradicts the birth date on record ({date_of_birth}: "
+                                      f"{from_birth} years on {study_day}). Correct the age or the patient record."})
+    if dicom is not None:
+        notes.append(f"Read from a DICOM file ({dicom.modality or 'modality not recorded'}); "
+                     "stored as a de-identified PNG.")
+        notes.extend(dicom.notes)
+    dicom_age = dicom.age_years if dicom is not None else None
+    if age is None and from_birth is not None:
+        age = from_birth
+        notes.append(f"Age {age} years from the birth date on record ({date_of_birth}) on {study_day}.")
+        if dicom_age is not None and abs(float(age) - dicom_age) > AGE_TOLERANCE_YEARS:
+            notes.append(f"The DICOM PatientAge ({dicom_age} years) contradicts the birth date on record; "
+                         "the record's age is used.")
+    elif age is None and dicom_age is not None:
+        age = Decimal(str(dicom_age))
         notes.append(f"Age {age} years taken from the DICOM PatientAge.")
-    elif dicom.age_years is not None and abs(float(age) - dicom.age_years) >= 0.5:
-        notes.append(f"Age typed ({age} years) differs from the DICOM PatientAge ({dicom.age_years} years); "
+    elif age is None:
+        notes.append("No age: none typed, none in the file and no birth date on record. The most sensitive "
+                     "operating point is used; give the age for the point validated on the patient's population.")
+    elif dicom_age is not None and abs(float(age) - dicom_age) >= 0.5:
+        notes.append(f"Age typed ({age} years) differs from the DICOM PatientAge ({dicom_age} years); "
                      "the typed age is used.")
-    dicom_view = DICOM_VIEWS.get(dicom.view_position)
-    if dicom_view == "LAT" and view != "LAT":
-        # A lateral film is a fact about the image, whatever the form's default said.
-        notes.append(f"The DICOM ViewPosition ({dicom.view_position}) is lateral: the study is recorded as lateral.")
-        view = "LAT"
-    elif dicom.view_position and dicom_view != view:
-        notes.append(f"The DICOM ViewPosition is {dicom.view_position}; the view given ({view}) is used.")
+    if dicom is not None:
+        dicom_view = DICOM_VIEWS.get(dicom.view_position)
+        if dicom_view == "LAT" and view != "LAT":
+            # A lateral film is a fact about the image, whatever the form's default said.
+            notes.append(f"The DICOM ViewPosition ({dicom.view_position}) is lateral: the study is recorded as lateral.")
+            view = "LAT"
+        elif dicom.view_position and dicom_view != view:
+            notes.append(f"The DICOM ViewPosition is {dicom.view_position}; the view given ({view}) is used.")
     return age, view, notes
 
 
-def check_each(uploads, *, age, view):
+def check_each(uploads, *, age, view, date_of_birth=None):
     """Check several uploads for one patient, each on its own: (accepted, refused).
 
     accepted: [(CheckedImage, age, view, notes)] ready for ``submit_study``; refused: [(file name,
@@ -116,7 +139,7 @@ def check_each(uploads, *, age, view):
         name = getattr(upload, "name", "") or "file"
         try:
             checked = check_upload(upload)
-            accepted.append((checked, *study_fields(checked, age=age, view=view)))
+            accepted.append((checked, *study_fields(checked, age=age, view=view, date_of_birth=date_of_birth)))
         except ValidationError as exc:
             refused.append((name, exc.messages))
     return accepted, refused

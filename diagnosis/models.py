@@ -72,6 +72,9 @@ class Study(models.Model):
         "age at acquisition (years)",
         max_digits=5,
         decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Unknown (null): the most sensitive operating point is used, with a warning.",
         validators=[MinValueValidator(AGE_MIN), MaxValueValidator(AGE_MAX)],
     )
     view = models.CharField(max_length=3, choices=View.choices, default=View.PA)

@@ -114,7 +114,7 @@ def facts_of(prediction, version, review, now):
         prediction_id=prediction.pk, version=version, generated_at=now.isoformat(timespec="seconds"),
         patient_name=patient.name, mrn=patient.mrn, sex=patient.sex,
         date_of_birth=patient.date_of_birth.isoformat() if patient.date_of_birth else "",
-        age_years=str(study.age_years), study_date=study.uploaded_at.isoformat(timespec="seconds"),
+        age_years="" if study.age_years is None else str(study.age_years), study_date=study.uploaded_at.isoformat(timespec="seconds"),
         view=study.get_view_display(), status=prediction.status, label=prediction.label,
         probability=prediction.probability, threshold=prediction.threshold, population=prediction.population,
         borderline=prediction.borderline,
@@ -218,7 +218,7 @@ def render_pdf(facts, picture_png):
              p(f"Prediction {facts.prediction_id} · report version {facts.version} · generated {facts.generated_at}"),
              gap(), p("Patient", "Heading2"),
              table([("Name", facts.patient_name), ("MRN", facts.mrn), ("Sex", GENDERS.get(facts.sex, facts.sex)),
-                    ("Date of birth", facts.date_of_birth or "not recorded"), ("Age at study", f"{facts.age_years} years"),
+                    ("Date of birth", facts.date_of_birth or "not recorded"), ("Age at study", f"{facts.age_years} years" if facts.age_years else "unknown"),
                     ("Study date", facts.study_date), ("View", facts.view)]),
              gap(), p("Result", "Heading2")]
     if facts.refused:

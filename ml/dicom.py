@@ -9,6 +9,7 @@ pixel data. Whatever goes wrong while reading one becomes a :class:`DicomError` 
 message for people (a 400 for the web tier), never another exception type.
 """
 
+import datetime
 import io
 import logging
 import re
@@ -47,6 +48,7 @@ class DicomImage:
     body_part: str = ""
     colourfulness: float = 0.0
     notes: list = field(default_factory=list)
+    study_date: datetime.date = None  # the DICOM StudyDate (else AcquisitionDate), when valid
 
 
 def is_dicom(head):
@@ -61,6 +63,15 @@ def parse_age(value):
         return None
     years = round(int(match.group(1)) * _AGE_UNIT_YEARS[match.group(2)], 2)
     return years if years <= AGE_MAX_YEARS else None
+
+
+def parse_date(value):
+    """DICOM Date String ("20240131") → date; None when absent or not a valid date."""
+    text = str(value or "").strip()
+    try:
+        return datetime.datetime.strptime(text, "%Y%m%d").date() if len(text) == 8 else None
+    except ValueError:
+        return None
 
 
 def _text(dataset, keyword):
@@ -153,6 +164,7 @@ def _read(source, *, max_pixels, min_side):
         body_part=_text(dataset, "BodyPartExamined"),
         colourfulness=colour_score,
         notes=notes,
+        study_date=parse_date(_text(dataset, "StudyDate")) or parse_date(_text(dataset, "AcquisitionDate")),
     )
 
 

@@ -200,8 +200,10 @@ class PredictRequestSerializer(serializers.Serializer):
     image = serializers.FileField(help_text="Chest X-ray: JPEG, PNG or DICOM (CR/DX; stored as a de-identified PNG).")
     age = serializers.DecimalField(
         max_digits=5, decimal_places=2, min_value=AGE_MIN, max_value=AGE_MAX, required=False,
-        help_text="Age in years at acquisition (0–120, decimals allowed). Optional for a DICOM file that "
-                  "records PatientAge; a given age wins over the file's.",
+        help_text="Age in years at acquisition (0–120, decimals allowed). Optional: without it the age comes "
+                  "from the patient's birth date on record, else from a DICOM PatientAge, else the study is run "
+                  "at the most sensitive operating point with a warning. An age more than a year away from "
+                  "the birth date on record is refused.",
     )
     patient = OwnPatientField(required=False, help_text="Id of one of your patients.")
     patient_mrn = StrictCharField(max_length=64, required=False, help_text="Creates or reuses the patient with this MRN.")
@@ -218,13 +220,21 @@ class PredictRequestSerializer(serializers.Serializer):
             raise serializers.ValidationError(exc.messages) from None
 
     def validate(self, attrs):
+        attrs = self.resolve_patient(attrs)
         try:
             attrs["age"], attrs["view"], attrs["source_notes"] = study_fields(
-                attrs["image"], age=attrs.get("age"), view=attrs["view"]
+                attrs["image"], age=attrs.get("age"), view=attrs["view"], date_of_birth=self.birth_date_on_record(attrs)
             )
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from None
-        return self.resolve_patient(attrs)
+        return attrs
+
+    def birth_date_on_record(self, attrs):
+        """The patient's birth date: the record's when there is one, else the one given for a new patient."""
+        if attrs.get("patient") is not None:
+            return attrs["patient"].date_of_birth
+        existing = Patient.objects.filter(owner=self.context["request"].user, mrn=attrs["patient_mrn"]).first()
+        return existing.date_of_birth if existing else attrs.get("patient_date_of_birth")
 
     def resolve_patient(self, attrs):
         if attrs.get("patient") and attrs.get("patient_mrn"):
@@ -308,7 +318,8 @@ class PredictBatchRequestSerializer(PredictRequestSerializer):
 
     def validate(self, attrs):
         attrs = self.resolve_patient(attrs)
-        attrs["accepted"], attrs["refused"] = check_each(attrs["images"], age=attrs.get("age"), view=attrs["view"])
+        attrs["accepted"], attrs["refused"] = check_each(attrs["images"], age=attrs.get("age"), view=attrs["view"],
+                                                         date_of_birth=self.birth_date_on_record(attrs))
         if not attrs["accepted"]:
             raise serializers.ValidationError({"images": [f"{name}: {' '.join(messages)}"
                                                           for name, messages in attrs["refused"]]})

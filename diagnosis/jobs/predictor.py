@@ -70,7 +70,8 @@ def assess(prediction_pks):
             mark_failed(pk, failure_message(exc))
     predictor = get_predictor()
     pks = list(decoded)
-    items = [(*decoded[pk], float(studies[pk].age_years), studies[pk].view) for pk in pks]
+    items = [(*decoded[pk], None if studies[pk].age_years is None else float(studies[pk].age_years),
+              studies[pk].view) for pk in pks]
     try:
         return predictor, dict(zip(pks, predictor.assess_batch(items, explain=True), strict=True))
     except SoftTimeLimitExceeded:

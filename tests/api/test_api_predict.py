@@ -1,8 +1,11 @@
+import datetime
 import io
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from PIL import Image
 
 from diagnosis.models import Patient, Prediction, Study
@@ -108,8 +111,7 @@ def test_it_rejects_a_bad_token(api, patient, xray_upload):
     assert response.status_code == 401
 
 
-BAD_AGES = [
-    ("", "age"),
+BAD_AGES = [  # an empty age is no age: accepted (test_it_runs_a_study_without_an_age_…)
     ("-1", "age"),
     ("120.01", "age"),
     ("121", "age"),
@@ -127,11 +129,16 @@ def test_it_rejects_bad_ages(api, patient, xray_upload, settings, age, field):
     assert_nothing_saved(settings)
 
 
-def test_it_rejects_a_missing_age(api, patient, xray_upload, settings):
-    response = api.post(URL, {"image": xray_upload(), "patient": patient.pk}, format="multipart")
-    assert response.status_code == 400
-    assert "Enter the age at acquisition" in response.json()["age"][0]
-    assert_nothing_saved(settings)
+def test_it_runs_a_study_without_an_age_at_the_most_sensitive_point_with_a_warning(
+    api, patient, xray_upload, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(URL, {"image": xray_upload(), "age": "", "patient": patient.pk}, format="multipart")
+    assert response.status_code == 202, response.content
+    prediction = Prediction.objects.get()  # eager jobs in tests: already run
+    assert prediction.study.age_years is None and prediction.status == "succeeded"
+    assert any("No age given" in w for w in prediction.warnings)
+    assert api.get(response["Location"]).json()["study"]["age_years"] is None
 
 
 def test_it_rejects_a_missing_image(api, patient, settings):
@@ -311,12 +318,33 @@ def test_it_records_a_lateral_dicom_as_lateral(api, patient):
     assert Study.objects.get().view == "LAT"
 
 
-def test_it_asks_for_the_age_when_the_dicom_has_none(api, patient, settings):
+def test_it_accepts_a_dicom_without_an_age_and_notes_it(api, patient, settings):
     from ..dicoms import make_dicom
 
     response = api.post(URL, {"image": dicom_upload(make_dicom(age=None)), "patient": patient.pk}, format="multipart")
-    assert response.status_code == 400
-    assert "records none" in response.json()["age"][0]
+    assert response.status_code == 202, response.content
+    study = Study.objects.get()
+    assert study.age_years is None and any(n.startswith("No age") for n in study.source_notes)
+
+
+def test_the_birth_date_on_record_wins_over_a_dicom_patient_age(api, clinician):
+    from ..dicoms import edited, make_dicom
+    from ..factories import PatientFactory
+
+    child = PatientFactory(owner=clinician, date_of_birth=datetime.date(2020, 1, 1))
+    dicom = edited(make_dicom(), PatientAge="045Y", StudyDate="20240101")
+    response = api.post(URL, {"image": dicom_upload(dicom), "patient": child.pk}, format="multipart")
+    assert response.status_code == 202, response.content
+    study = Study.objects.get()
+    assert study.age_years == Decimal("4.00")  # on the DICOM StudyDate, from the record's birth date
+    assert any("contradicts the birth date on record" in n for n in study.source_notes)
+
+
+def test_it_refuses_a_typed_age_that_contradicts_a_new_patients_birth_date(api, xray_upload, settings):
+    born = (timezone.localdate() - datetime.timedelta(days=10 * 366)).isoformat()
+    response = api.post(URL, {"image": xray_upload(), "age": "40", "patient_mrn": "DOB-1", "patient_name": "Kid",
+                              "patient_date_of_birth": born}, format="multipart")
+    assert response.status_code == 400 and "contradicts the birth date" in response.json()["age"][0]
     assert_nothing_saved(settings)
 
 
@@ -358,8 +386,9 @@ def test_it_stores_no_dicom_age_over_120_years(api, patient):
 
     response = api.post(URL, {"image": dicom_upload(edited(make_dicom(), PatientAge="150Y")), "patient": patient.pk},
                         format="multipart")
-    assert response.status_code == 400
-    assert "records none" in response.json()["age"][0]  # the invalid age was ignored, so one must be typed
+    assert response.status_code == 202, response.content
+    study = Study.objects.get()  # the invalid age was ignored: the study has none
+    assert study.age_years is None and any("150Y" in n for n in study.source_notes)
 
 
 def test_it_refuses_an_mrn_given_with_another_patients_name(api, patient, xray_upload, settings):

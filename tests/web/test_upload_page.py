@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from PIL import Image
 
 from diagnosis.models import Prediction, Study
@@ -121,8 +122,6 @@ def test_it_accepts_ages_in_range(logged_in, patient, xray_upload, age):
     "changes,field,message",
     [
         ({"image": None}, "image", "This field is required."),
-        ({"age": None}, "age", "Enter the age at acquisition."),
-        ({"age": ""}, "age", "Enter the age at acquisition."),
         ({"age": "-1"}, "age", "Ensure this value is greater than or equal to 0."),
         ({"age": "120.01"}, "age", "Ensure this value is less than or equal to 120."),
         ({"age": "130"}, "age", "Ensure this value is less than or equal to 120."),
@@ -362,3 +361,30 @@ def test_another_clinicians_batch_results_are_not_found(client, other_clinician,
     client.logout()
     assert client.login(username=other_clinician.username, password=PASSWORD)
     assert client.get(response["Location"]).status_code == 404
+
+
+def test_it_takes_the_age_from_the_birth_date_on_record(logged_in, clinician, xray_upload):
+    from ..factories import PatientFactory
+
+    born = timezone.localdate() - timezone.timedelta(days=round(4.5 * 365.25))
+    child = PatientFactory(owner=clinician, date_of_birth=born)
+    assert post(logged_in, child, xray_upload, age="").status_code == 302
+    study = Study.objects.get()
+    assert study.age_years == Decimal("4.50") and "from the birth date on record" in study.source_notes[0]
+
+
+def test_it_refuses_an_age_that_contradicts_the_birth_date(logged_in, clinician, xray_upload, settings):
+    from ..factories import PatientFactory
+
+    child = PatientFactory(owner=clinician, date_of_birth=timezone.localdate() - timezone.timedelta(days=3 * 365))
+    response = post(logged_in, child, xray_upload, age="45")
+    assert response.status_code == 200 and "contradicts the birth date on record" in response.content.decode()
+    assert_nothing_saved(settings)
+
+
+def test_it_accepts_a_study_with_no_age_at_all_and_says_so(logged_in, patient, xray_upload):
+    assert post(logged_in, patient, xray_upload, age="").status_code == 302
+    study = Study.objects.get()
+    assert study.age_years is None and "No age" in study.source_notes[0]
+    page = logged_in.get(reverse("prediction_detail", args=[study.predictions.get().pk])).content.decode()
+    assert "<dd>unknown</dd>" in page

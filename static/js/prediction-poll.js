@@ -27,7 +27,9 @@
     });
     list.hidden = !(texts || []).length;
   }
-  function time(iso) { return iso ? new Date(iso).toLocaleTimeString() : "—"; }
+  // The API's ISO time in the server's time zone, written HH:MM:SS as the page renders it (one format,
+  // one zone; the browser's locale would switch to "7:14:22 PM" and its own zone).
+  function time(iso) { var m = /T(\d\d:\d\d:\d\d)/.exec(iso || ""); return m ? m[1] : "—"; }
 
   function render(p) {
     status.textContent = p.status;

@@ -275,3 +275,25 @@ def test_it_downloads_a_report_shows_monitoring_and_the_audit_trail_records_it(s
     row = page.locator("#result_list tbody tr", has_text="download report PDF").first
     expect(row).to_be_visible()
     expect(row).to_contain_text("alice")
+
+
+def test_the_worklist_fits_a_phone_as_cards(stack, browser):
+    # 390×844 (a phone): no row is cut off after its label; every row keeps its "Open" link on screen.
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        log_in(stack, page, "alice")
+        page.goto(stack.url("/"))
+        rows = page.locator("table.cards-on-phones tbody tr")
+        if rows.count() == 0:
+            pytest.fail("the worklist has no rows: the module's earlier tests create them")
+        assert page.locator("table.cards-on-phones thead").is_hidden()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the page scrolls sideways ({width} px)"
+        for i in range(min(rows.count(), 5)):
+            box = rows.nth(i).get_by_role("link", name="Open").bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+        label = rows.first.locator("td[data-label=Status]")
+        assert "Status" in page.evaluate("el => getComputedStyle(el, '::before').content", label.element_handle())
+    finally:
+        context.close()

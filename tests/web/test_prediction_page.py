@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -287,6 +288,9 @@ def test_it_fills_in_the_result_without_a_reload(logged_in, patient):
     assert els["borderline"]["hidden"] is True
     assert els["probability"]["text"] == "0.1270" and els["threshold"]["text"] == "0.5000"
     assert els["model"]["text"] == "compact-v1@cdcdcdcdcdcd"
+    # One time format: the server's HH:MM:SS, as the page rendered it, never the browser's "7:14:22 PM".
+    assert re.fullmatch(r"\d\d:\d\d:\d\d / \d\d:\d\d:\d\d / \d\d:\d\d:\d\d", els["timings"]["text"]), els["timings"]
+    assert els["timings"]["text"].split(" / ")[2] == timezone.localtime(now).strftime("%H:%M:%S")
     assert els["outcome"]["hidden"] is False and els["pending"]["hidden"] is True
     assert els["failure"]["hidden"] is True and els["untrained-warning"]["hidden"] is True
     # It asked the API twice with the session cookie, every second, and then stopped.

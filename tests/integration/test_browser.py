@@ -297,3 +297,23 @@ def test_the_worklist_fits_a_phone_as_cards(stack, browser):
         assert "Status" in page.evaluate("el => getComputedStyle(el, '::before').content", label.element_handle())
     finally:
         context.close()
+
+
+def test_the_worklist_updates_a_running_row_by_itself(stack, page):
+    from playwright.sync_api import expect
+
+    log_in(stack, page, "alice")
+    session = stack.api_session("alice")
+    with stack.paused_worker():
+        response = stack.submit_xray(session, FIXTURE_XRAY, age="4", patient_mrn=f"MRN-L-{uuid.uuid4().hex[:6]}",
+                                     patient_name="Live Row")
+        assert response.status_code == 202, response.text
+        url = response.json()["url"].replace(stack.url(""), "")
+        page.goto(stack.url("/"))
+        row = page.locator(f"tr[data-live-url='{url}']")
+        expect(row.locator(".badge")).to_have_text(re.compile(r"queued|running"))
+        page.evaluate("window.__pneumowebNoReload = true")
+    # The worker resumes: the row turns succeeded without a reload.
+    expect(page.locator(f"tr:has(a[href='{url.replace('/api', '')}']) .badge")).to_have_text(
+        re.compile(r"^\s*succeeded\s*$"), timeout=120_000)
+    assert page.evaluate("window.__pneumowebNoReload") is True, "the page was reloaded"

@@ -1,6 +1,7 @@
 """Charts rendered server-side as PNGs (matplotlib, Agg): no script library, nothing from a CDN."""
 
 import io
+from xml.sax.saxutils import escape
 
 
 def _figure(width=6.4, height=3.0):
@@ -43,23 +44,51 @@ def distribution_png(histogram, title):
     return _png(plt, fig)
 
 
-def trend_png(points, title):
-    """P(pneumonia) of a patient's studies over time, with each study's operating threshold.
+def trend_svg(points, title):
+    """P(pneumonia) of a patient's studies over time, with each study's threshold, as an accessible SVG.
 
-    ``points``: (datetime, probability, threshold, label) in time order.
+    ``points``: (datetime, probability, threshold, label) in time order. Studies are spaced evenly in
+    their order (two on the same minute no longer zig-zag), dated underneath; each point has a
+    title (shown on hover, read by screen readers). Scales with its container (viewBox); drawn with
+    presentation attributes only, so the Content-Security-Policy (no inline style) holds inline.
     """
-    plt, fig, ax = _figure(height=2.8)
-    if points:
-        when = [p[0] for p in points]
-        ax.plot(when, [p[1] for p in points], marker="o", color="#c2410c", label="P(pneumonia)")
-        ax.step(when, [p[2] for p in points], where="post", linestyle="--", color="#334155",
-                label="operating threshold")
-        for moment, probability, _, label in points:
-            ax.annotate(label[:1], (moment, probability), textcoords="offset points", xytext=(0, 6), ha="center",
-                        fontsize=7)
-        fig.autofmt_xdate()
+    width, height, left, right, top, bottom = 640, 260, 44, 12, 30, 46
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def x(i):
+        return left + (plot_w * (i + 0.5) / len(points) if points else plot_w / 2)
+
+    def y(p):
+        return top + plot_h * (1 - p)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+           f'aria-labelledby="trend-title trend-desc" class="trend-chart" data-testid="patient-trend">',
+           f'<title id="trend-title">{escape(title)}</title>',
+           f'<desc id="trend-desc">P(pneumonia) of {len(points)} finished studies in time order, '
+           'with the screening threshold of each.</desc>']
+    for tick in (0, 0.25, 0.5, 0.75, 1):
+        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#e2e8f0"/>'
+                   f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" font-size="11" text-anchor="end" fill="#475569">'
+                   f'{tick:.2f}</text>')
+    if not points:
+        out.append(f'<text x="{width / 2}" y="{top + plot_h / 2}" text-anchor="middle" font-size="14" '
+                   'fill="#475569">No finished prediction yet</text>')
     else:
-        ax.text(0.5, 0.5, "No finished prediction yet", ha="center", va="center", transform=ax.transAxes)
-    ax.set(ylim=(0, 1.05), ylabel="P(pneumonia)", title=title)
-    ax.legend(loc="lower left", fontsize=8)
-    return _png(plt, fig)
+        threshold = " ".join(f"{x(i) - plot_w / len(points) / 2:.1f},{y(t):.1f} {x(i) + plot_w / len(points) / 2:.1f},"
+                             f"{y(t):.1f}" for i, (_, _, t, _) in enumerate(points))
+        out.append(f'<polyline points="{threshold}" fill="none" stroke="#334155" stroke-dasharray="5 4"/>')
+        line = " ".join(f"{x(i):.1f},{y(p):.1f}" for i, (_, p, _, _) in enumerate(points))
+        out.append(f'<polyline points="{line}" fill="none" stroke="#c2410c" stroke-width="2"/>')
+        every = max(1, len(points) // 8)  # at most ~8 date labels: they never overlap
+        for i, (moment, probability, threshold_i, label) in enumerate(points):
+            colour = "#b91c1c" if label == "PNEUMONIA" else "#15803d"
+            tip = f"{moment:%Y-%m-%d %H:%M} · P(pneumonia) {probability:.3f} · {label} (threshold {threshold_i:.3f})"
+            out.append(f'<circle cx="{x(i):.1f}" cy="{y(probability):.1f}" r="5" fill="{colour}">'
+                       f"<title>{escape(tip)}</title></circle>")
+            if i % every == 0:
+                out.append(f'<text x="{x(i):.1f}" y="{height - bottom + 16}" font-size="11" text-anchor="middle" '
+                           f'fill="#475569">{moment:%Y-%m-%d}</text>')
+    out.append(f'<text x="{left}" y="{top - 10}" font-size="12" fill="#c2410c">— P(pneumonia)</text>'
+               f'<text x="{left + 120}" y="{top - 10}" font-size="12" fill="#334155">- - screening threshold</text>')
+    out.append("</svg>")
+    return "".join(out)

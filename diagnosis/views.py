@@ -7,6 +7,8 @@ from django.core.paginator import Paginator
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from knox.models import AuthToken
@@ -69,10 +71,13 @@ def patient_detail(request, pk):
     patient = get_object_or_404(visible_patients(request.user), pk=pk)
     record_access(request, "view", patient)
     predictions = visible_predictions(request.user).filter(study__patient=patient)
+    # Inlined (its titles reach screen readers and hover); trend_svg escapes every text it writes.
+    trend = mark_safe(charts.trend_svg(trend_points(request.user, patient), f"{patient.name} ({patient.mrn})"))
     return render(
         request,
         "diagnosis/patient_detail.html",
-        {"patient": patient, "predictions": predictions, "can_upload": patient.owner_id == request.user.pk},
+        {"patient": patient, "predictions": predictions, "can_upload": patient.owner_id == request.user.pk,
+         "trend": trend},
     )
 
 
@@ -215,10 +220,15 @@ def tokens_of(user):
     return AuthToken.objects.filter(user=user).order_by("-created")
 
 
+def trend_points(user, patient):
+    finished = visible_predictions(user).filter(study__patient=patient, status=Prediction.Status.SUCCEEDED)
+    return [(timezone.localtime(p.study.uploaded_at), p.probability, p.threshold, p.label)
+            for p in finished.order_by("study__uploaded_at")]
+
+
 @login_required
 def patient_trend(request, pk):
+    """The trend chart alone, as an SVG file (the patient page inlines the same drawing)."""
     patient = get_object_or_404(visible_patients(request.user), pk=pk)
-    finished = visible_predictions(request.user).filter(study__patient=patient, status=Prediction.Status.SUCCEEDED)
-    points = [(p.study.uploaded_at, p.probability, p.threshold, p.label)
-              for p in finished.order_by("study__uploaded_at")]
-    return private(HttpResponse(charts.trend_png(points, f"{patient.name} ({patient.mrn})"), content_type="image/png"))
+    svg = charts.trend_svg(trend_points(request.user, patient), f"{patient.name} ({patient.mrn})")
+    return private(HttpResponse(svg, content_type="image/svg+xml"))

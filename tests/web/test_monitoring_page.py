@@ -1,7 +1,9 @@
 import io
+from xml.etree import ElementTree
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from PIL import Image
 
 from ..factories import PredictionFactory, StudyFactory
@@ -39,9 +41,25 @@ def test_the_patient_page_shows_the_history_as_a_trend(logged_in, patient):
     for probability in (0.2, 0.7):
         PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, probability=probability)
     html = logged_in.get(reverse("patient_detail", args=[patient.pk])).content.decode()
-    assert f'src="{reverse("patient_trend", args=[patient.pk])}"' in html
+    assert '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 640 260" role="img"' in html
+    assert html.count("<circle ") == 2 and "P(pneumonia) 0.200" in html and "P(pneumonia) 0.700" in html
     trend = logged_in.get(reverse("patient_trend", args=[patient.pk]))
-    assert trend.status_code == 200 and Image.open(io.BytesIO(trend.content)).size[0] > 300
+    assert trend.status_code == 200 and trend["Content-Type"] == "image/svg+xml"
+    svg = ElementTree.fromstring(trend.content)
+    assert svg.get("viewBox") == "0 0 640 260" and svg.find("{http://www.w3.org/2000/svg}title").text.startswith(patient.name)
+
+
+def test_the_trend_spaces_studies_of_one_minute_apart_and_escapes_names(logged_in, clinician):
+    from ..factories import PatientFactory
+
+    patient = PatientFactory(owner=clinician, name="<script>alert(1)</script>")
+    moment = timezone.now()
+    for probability in (0.3, 0.6, 0.4):
+        PredictionFactory(study=StudyFactory(patient=patient, uploaded_at=moment), succeeded=True, probability=probability)
+    svg = ElementTree.fromstring(logged_in.get(reverse("patient_trend", args=[patient.pk])).content)
+    xs = [float(c.get("cx")) for c in svg.iter("{http://www.w3.org/2000/svg}circle")]
+    assert len(xs) == 3 and xs == sorted(xs) and len(set(xs)) == 3  # same minute: still side by side, in order
+    assert "<script>" not in logged_in.get(reverse("patient_detail", args=[patient.pk])).content.decode()
 
 
 def test_another_clinicians_trend_is_not_found(logged_in, foreign_patient):

@@ -116,7 +116,8 @@ class PredictionAdmin(AuditedCsvExport, AdminStyles, OwnedQuerysetMixin, admin.M
     date_hierarchy = "queued_at"
     list_select_related = ["study__patient"]
     fieldsets = [
-        (None, {"fields": ["image_preview", "study", "patient_mrn", "status", "label", "probability", "threshold", "population",
+        (None, {"fields": ["image_preview", "study", "patient_mrn", "status", "label", "probability_display", "threshold_display",
+                           "borderline", "population",
                            "ood", "ood_reason", "warnings_display"]}),
         ("Bacterial or viral (secondary)", {"fields": ["subtype", "subtype_probability", "subtype_validation"]}),
         ("Model", {"fields": ["model_name", "model_sha256"]}),
@@ -127,7 +128,7 @@ class PredictionAdmin(AuditedCsvExport, AdminStyles, OwnedQuerysetMixin, admin.M
 
     def get_readonly_fields(self, request, obj=None):
         fields = [f.name for f in Prediction._meta.fields if f.name not in self.EDITABLE]
-        fields += ["image_preview", "patient_mrn", "warnings_display"]
+        fields += ["image_preview", "patient_mrn", "warnings_display", "probability_display", "threshold_display"]
         if obj is None or obj.status not in Prediction.OUTCOMES or not can_review(request.user):
             fields += list(self.EDITABLE)
         return fields
@@ -172,6 +173,10 @@ class PredictionAdmin(AuditedCsvExport, AdminStyles, OwnedQuerysetMixin, admin.M
     @admin.display(description="P(pneumonia)", ordering="probability")
     def probability_display(self, obj):
         return "" if obj.probability is None else f"{obj.probability:.3f}"
+
+    @admin.display(description="Screening threshold")
+    def threshold_display(self, obj):
+        return "" if obj.threshold is None else f"{obj.threshold:.3f}"
 
     @admin.display(description="Model")
     def model_version(self, obj):

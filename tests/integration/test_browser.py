@@ -317,3 +317,18 @@ def test_the_worklist_updates_a_running_row_by_itself(stack, page):
     expect(page.locator(f"tr:has(a[href='{url.replace('/api', '')}']) .badge")).to_have_text(
         re.compile(r"^\s*succeeded\s*$"), timeout=120_000)
     assert page.evaluate("window.__pneumowebNoReload") is True, "the page was reloaded"
+
+
+def test_the_patient_trend_fits_a_phone(stack, browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        log_in(stack, page, "alice")
+        page.goto(stack.url("/patients/"))
+        page.locator("table a[href^='/patients/']").first.click()
+        page.wait_for_url(re.compile(r"/patients/\d+/$"))
+        box = page.locator("svg[data-testid=patient-trend]").bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["width"] > 250, box
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    finally:
+        context.close()

@@ -296,3 +296,10 @@ def test_it_shows_a_staff_clinician_only_their_own_records(client, patient, fore
     # Viewing is allowed; recording a review is not (no review permission).
     html = client.get(change_url(own)).content.decode()
     assert 'name="review_verdict"' not in html
+
+
+def test_it_shows_probabilities_rounded_not_as_raw_floats(reviewer_client, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, probability=0.8893807530403137,
+                                   threshold=0.18484844)
+    html = reviewer_client.get(change_url(prediction)).content.decode()
+    assert "0.889" in html and "0.8893807530403137" not in html and "0.185" in html

@@ -29,6 +29,25 @@ class RefuseNulCharacters:
         return self.get_response(request)
 
 
+class RefuseRepeatedApiParameters:
+    """400 for an API query parameter given twice (``?page=1&page=x``).
+
+    Every API parameter takes one value; Django's QueryDict would silently use the last one, so a
+    client could believe it filtered by the first. Refusing covers pagination, filters and search at
+    once (schemathesis found ``page`` repeated answered 200).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/api/"):
+            repeated = sorted(name for name, values in request.GET.lists() if len(values) > 1)
+            if repeated:
+                return bad_request(request, f"Give each query parameter once: {', '.join(repeated)}.")
+        return self.get_response(request)
+
+
 def wants_json(request):
     return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
 

@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "core.middleware.RefuseNulCharacters",
+    "core.middleware.RefuseRepeatedApiParameters",
     "core.middleware.PrivateResponses",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

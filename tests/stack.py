@@ -190,6 +190,18 @@ class Stack:
             START_TIMEOUT, "the celery worker to be ready", interval=0.5, explain=self.explain,
         )
 
+    def supervise_worker(self):
+        """Start the worker again if it has exited, as a deployment's supervisor does (systemd
+        Restart=always, bin/worker's loop). Celery's consumer can die on a Redis reconnect (an
+        upstream kombu race: "'NoneType' object has no attribute 'hostname'" while closing a
+        channel); recovery is then the supervisor's restart plus the reconciler. Returns whether it
+        restarted the worker."""
+        worker = self.processes["worker"]
+        if worker.poll() is None:
+            return False
+        self.start_worker(wait=False)
+        return True
+
     def kill_worker(self):
         """SIGKILL the worker's whole process group (main process and pool): a machine lost mid-job."""
         worker = self.processes["worker"]

@@ -70,6 +70,7 @@ def statuses(stack, ids):
 
 def wait_all_final(stack, ids, timeout=RECOVERY_TIMEOUT):
     def final():
+        stack.supervise_worker()  # a worker that died of the fault is restarted, as in a deployment
         found = statuses(stack, ids)
         return found if all(status in FINISHED for status, _ in found.values()) and len(found) == len(ids) else None
 

@@ -94,8 +94,8 @@ class Facts:
             verdict = "agrees" if self.review["verdict"] == "agree" else "disagrees"
             final = self.review.get("label") or self.label
             text += f" Reviewer {self.review['reviewer']} {verdict}: {final}."
-        if self.subtype_text():
-            text += " " + self.subtype_text()
+        if subtype := self.subtype_text():
+            text += " " + subtype
         return text
 
 
@@ -230,8 +230,8 @@ def render_pdf(facts, picture_png):
         rows = [("P(pneumonia), calibrated", f"{facts.probability:.3f}"),
                 ("Operating point", f"{facts.population or 'single'}: screening threshold {facts.threshold:.3f}; "
                                     "results at or above it are flagged PNEUMONIA")]
-        if facts.subtype_text():
-            rows.append(("Bacterial or viral (secondary)", facts.subtype_text()))
+        if subtype := facts.subtype_text():
+            rows.append(("Bacterial or viral (secondary)", subtype))
         story.append(table(rows))
     if facts.warnings:
         story += [gap(0.1), p("Intended-use warnings", "Heading3")] + [p(f"• {w}") for w in facts.warnings]
@@ -299,14 +299,15 @@ def fhir_report(facts, *, amended=False):
                                                   f"({facts.population or 'single'} operating point)"}]
     contained = [patient, device, {k: v for k, v in observation.items() if v is not None}]
     results = [{"reference": "#observation"}]
-    if facts.subtype_text() and not facts.refused:
+    subtype = facts.subtype_text()
+    if subtype and not facts.refused:
         contained.append({
             "resourceType": "Observation", "id": "subtype", "status": status,
             "category": observation["category"], "subject": {"reference": "#patient"},
             "device": {"reference": "#device"}, "effectiveDateTime": facts.study_date,
             "code": {"text": "AI-estimated pneumonia pattern, bacterial or viral (secondary output)"},
             "valueCodeableConcept": {"coding": [SUBTYPES[facts.subtype]], "text": facts.subtype},
-            "note": [{"text": facts.subtype_text()}],
+            "note": [{"text": subtype}],
         })
         results.append({"reference": "#subtype"})
     report = {

@@ -16,7 +16,7 @@ from pathlib import Path
 import skimage.data
 from PIL import Image
 
-from .stack import PASSWORD, running_stack
+from .stack import running_stack
 
 XRAYS = Path(__file__).parent / "fixtures" / "xrays"
 
@@ -26,14 +26,6 @@ SIZES = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "hei
 # (name, film, age): what each result page shows with the shipped model (tests/fixtures/pneumoweb-v3-answers.json).
 STUDIES = [("positive", "pneumonia-1.jpeg", "3.5"), ("borderline", "normal-1.jpeg", "3.5"),
            ("negative", "normal-2.jpeg", "40"), ("refused", None, "40")]
-
-
-def log_in(stack, page, username):
-    page.goto(stack.url("/accounts/login/"))
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("[data-testid=login-submit]")
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
 
 
 def main(out):
@@ -62,7 +54,7 @@ def main(out):
                                               "monitoring": stack.url("/monitoring/")})):
                     context = browser.new_context(viewport=viewport)
                     page = context.new_page()
-                    log_in(stack, page, user)
+                    stack.log_in(page, user)
                     for name, url in shots.items():
                         page.goto(url)
                         page.wait_for_load_state("networkidle")

@@ -359,6 +359,14 @@ class Stack:
         assert response.status_code == 200, response.text
         return response.json()["token"]
 
+    def log_in(self, page, username, password=PASSWORD):
+        """Sign a Playwright ``page`` in through the login form."""
+        page.goto(self.url("/accounts/login/"))
+        page.fill("#id_username", username)
+        page.fill("#id_password", password)
+        page.click("[data-testid=login-submit]")
+        page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
     def api_session(self, username, password=PASSWORD):
         session = self.http()
         session.headers["Authorization"] = f"Token {self.token(username, password)}"

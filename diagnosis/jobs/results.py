@@ -65,17 +65,24 @@ def delete_files(names):
 
 
 def save_heatmaps(maps):
-    """Store each map as a PNG; returns {field name: stored name}."""
+    """Store each map as a PNG; returns {field name: stored name}.
+
+    A map that is another branch's own array (the combined map is the CNN map) is encoded and stored
+    once, and both fields name that file.
+    """
     from ml.explain import heatmap_png  # imports torch: only a worker with answers gets here
 
-    stored = {}
+    stored, by_array = {}, {}
     try:
         for branch, field in Prediction.HEATMAP_BRANCHES.items():
             heat = getattr(maps, branch)
-            if heat is not None:
-                stored[field] = heatmap_storage().save(heatmap_upload_to(None, "map.png"),
-                                                       ContentFile(heatmap_png(heat)))
+            if heat is None:
+                continue
+            if id(heat) not in by_array:
+                by_array[id(heat)] = heatmap_storage().save(heatmap_upload_to(None, "map.png"),
+                                                            ContentFile(heatmap_png(heat)))
+            stored[field] = by_array[id(heat)]
     except BaseException:
-        delete_files(stored.values())
+        delete_files(set(stored.values()))
         raise
     return stored

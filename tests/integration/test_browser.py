@@ -84,18 +84,10 @@ def wait_for_js(page, expression, timeout=30):
         time.sleep(0.2)
 
 
-def log_in(stack, page, username):
-    page.goto(stack.url("/accounts/login/"))
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("[data-testid=login-submit]")
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
-
-
 def test_it_uploads_an_xray_and_shows_the_result_without_a_reload(stack, page, tmp_path):
     from playwright.sync_api import expect
 
-    log_in(stack, page, "alice")
+    stack.log_in(page, "alice")
 
     mrn = f"MRN-B-{uuid.uuid4().hex[:6]}"
     page.goto(stack.url("/patients/new/"))
@@ -185,7 +177,7 @@ def test_it_refuses_a_photo_with_a_reason_instead_of_a_verdict(stack, page, tmp_
     assert prediction["status"] == "rejected" and prediction["ood"] is True, prediction
     assert prediction["label"] is None and prediction["heatmap"] is None
 
-    log_in(stack, page, "alice")
+    stack.log_in(page, "alice")
     page.goto(stack.url(f"/predictions/{prediction['id']}/"))
     rejected = page.locator("[data-testid=prediction-rejected]")
     expect(rejected).to_be_visible()
@@ -247,7 +239,7 @@ def test_it_downloads_a_report_shows_monitoring_and_the_audit_trail_records_it(s
     assert prediction["status"] == "succeeded", prediction
 
     # A clinician downloads the PDF report from the result page.
-    log_in(stack, page, "alice")
+    stack.log_in(page, "alice")
     page.goto(stack.url(f"/predictions/{prediction['id']}/"))
     expect(page.locator("[data-testid=report-links]")).to_be_visible()
     with page.expect_download() as download:
@@ -260,7 +252,7 @@ def test_it_downloads_a_report_shows_monitoring_and_the_audit_trail_records_it(s
 
     # A reviewer opens the monitoring page: this model's predictions, with a chart.
     page.context.clear_cookies()
-    log_in(stack, page, "rita")
+    stack.log_in(page, "rita")
     page.click("[data-testid=nav-monitoring]")
     group = page.locator("[data-testid=monitoring-group]").first
     expect(group).to_be_visible()
@@ -270,39 +262,42 @@ def test_it_downloads_a_report_shows_monitoring_and_the_audit_trail_records_it(s
 
     # An administrator sees, in the audit trail, the download alice just made.
     page.context.clear_cookies()
-    log_in(stack, page, "root")
+    stack.log_in(page, "root")
     page.goto(stack.url("/admin/auditlog/logentry/?q=" + "Report"))
     row = page.locator("#result_list tbody tr", has_text="download report PDF").first
     expect(row).to_be_visible()
     expect(row).to_contain_text("alice")
 
 
-def test_the_worklist_fits_a_phone_as_cards(stack, browser):
-    # 390×844 (a phone): no row is cut off after its label; every row keeps its "Open" link on screen.
+@pytest.fixture
+def phone(browser):
+    """A page the size of a phone (390×844)."""
     context = browser.new_context(viewport={"width": 390, "height": 844})
-    page = context.new_page()
-    try:
-        log_in(stack, page, "alice")
-        page.goto(stack.url("/"))
-        rows = page.locator("table.cards-on-phones tbody tr")
-        if rows.count() == 0:
-            pytest.fail("the worklist has no rows: the module's earlier tests create them")
-        assert page.locator("table.cards-on-phones thead").is_hidden()
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390, f"the page scrolls sideways ({width} px)"
-        for i in range(min(rows.count(), 5)):
-            box = rows.nth(i).get_by_role("link", name="Open").bounding_box()
-            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
-        label = rows.first.locator("td[data-label=Status]")
-        assert "Status" in page.evaluate("el => getComputedStyle(el, '::before').content", label.element_handle())
-    finally:
-        context.close()
+    yield context.new_page()
+    context.close()
+
+
+def test_the_worklist_fits_a_phone_as_cards(stack, phone):
+    # 390×844 (a phone): no row is cut off after its label; every row keeps its "Open" link on screen.
+    stack.log_in(phone, "alice")
+    phone.goto(stack.url("/"))
+    rows = phone.locator("table.cards-on-phones tbody tr")
+    if rows.count() == 0:
+        pytest.fail("the worklist has no rows: the module's earlier tests create them")
+    assert phone.locator("table.cards-on-phones thead").is_hidden()
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways ({width} px)"
+    for i in range(min(rows.count(), 5)):
+        box = rows.nth(i).get_by_role("link", name="Open").bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    label = rows.first.locator("td[data-label=Status]")
+    assert "Status" in phone.evaluate("el => getComputedStyle(el, '::before').content", label.element_handle())
 
 
 def test_the_worklist_updates_a_running_row_by_itself(stack, page):
     from playwright.sync_api import expect
 
-    log_in(stack, page, "alice")
+    stack.log_in(page, "alice")
     session = stack.api_session("alice")
     with stack.paused_worker():
         response = stack.submit_xray(session, FIXTURE_XRAY, age="4", patient_mrn=f"MRN-L-{uuid.uuid4().hex[:6]}",
@@ -319,16 +314,11 @@ def test_the_worklist_updates_a_running_row_by_itself(stack, page):
     assert page.evaluate("window.__pneumowebNoReload") is True, "the page was reloaded"
 
 
-def test_the_patient_trend_fits_a_phone(stack, browser):
-    context = browser.new_context(viewport={"width": 390, "height": 844})
-    page = context.new_page()
-    try:
-        log_in(stack, page, "alice")
-        page.goto(stack.url("/patients/"))
-        page.locator("table a[href^='/patients/']").first.click()
-        page.wait_for_url(re.compile(r"/patients/\d+/$"))
-        box = page.locator("svg[data-testid=patient-trend]").bounding_box()
-        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["width"] > 250, box
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    finally:
-        context.close()
+def test_the_patient_trend_fits_a_phone(stack, phone):
+    stack.log_in(phone, "alice")
+    phone.goto(stack.url("/patients/"))
+    phone.locator("table a[href^='/patients/']").first.click()
+    phone.wait_for_url(re.compile(r"/patients/\d+/$"))
+    box = phone.locator("svg[data-testid=patient-trend]").bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["width"] > 250, box
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390

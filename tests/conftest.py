@@ -1,5 +1,6 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 
 from pneumoweb.celery import app as celery_app
 
@@ -84,7 +85,9 @@ def alice(stack):
 
 
 @pytest.fixture
-def reviewer_client(client, reviewer):
+def reviewer_client(reviewer):
+    # Its own client: a test may also use `logged_in`, which signs the default client in as a clinician.
+    client = Client()
     assert client.login(username=reviewer.username, password=PASSWORD)
     return client
 

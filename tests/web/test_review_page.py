@@ -2,22 +2,14 @@
 
 import pytest
 from auditlog.models import LogEntry
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from diagnosis.models import Prediction
 
-from ..factories import PASSWORD, PredictionFactory, StudyFactory
+from ..factories import PredictionFactory, StudyFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def reviewer_client(reviewer):
-    client = Client()  # its own: `logged_in` signs the default client in as a clinician
-    assert client.login(username=reviewer.username, password=PASSWORD)
-    return client
 
 
 def review(client, prediction, **data):

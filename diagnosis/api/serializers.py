@@ -223,20 +223,14 @@ class PredictRequestSerializer(serializers.Serializer):
         attrs = self.resolve_patient(attrs)
         try:
             attrs["age"], attrs["view"], attrs["source_notes"] = study_fields(
-                attrs["image"], age=attrs.get("age"), view=attrs["view"], date_of_birth=self.birth_date_on_record(attrs)
+                attrs["image"], age=attrs.get("age"), view=attrs["view"], date_of_birth=self.birth_date
             )
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from None
         return attrs
 
-    def birth_date_on_record(self, attrs):
-        """The patient's birth date: the record's when there is one, else the one given for a new patient."""
-        if attrs.get("patient") is not None:
-            return attrs["patient"].date_of_birth
-        existing = Patient.objects.filter(owner=self.context["request"].user, mrn=attrs["patient_mrn"]).first()
-        return existing.date_of_birth if existing else attrs.get("patient_date_of_birth")
-
     def resolve_patient(self, attrs):
+        """Check the patient fields; sets ``self.birth_date`` (the record's, else the one given for a new patient)."""
         if attrs.get("patient") and attrs.get("patient_mrn"):
             raise serializers.ValidationError({"patient": "Give either a patient id or patient fields, not both."})
         if not attrs.get("patient"):
@@ -251,6 +245,9 @@ class PredictRequestSerializer(serializers.Serializer):
             if conflict:
                 raise Conflict(conflict)
             attrs["patient_mrn"] = mrn
+            self.birth_date = existing.date_of_birth if existing else attrs.get("patient_date_of_birth")
+        else:
+            self.birth_date = attrs["patient"].date_of_birth
         return attrs
 
     def new_patient(self):
@@ -319,7 +316,7 @@ class PredictBatchRequestSerializer(PredictRequestSerializer):
     def validate(self, attrs):
         attrs = self.resolve_patient(attrs)
         attrs["accepted"], attrs["refused"] = check_each(attrs["images"], age=attrs.get("age"), view=attrs["view"],
-                                                         date_of_birth=self.birth_date_on_record(attrs))
+                                                         date_of_birth=self.birth_date)
         if not attrs["accepted"]:
             raise serializers.ValidationError({"images": [f"{name}: {' '.join(messages)}"
                                                           for name, messages in attrs["refused"]]})

@@ -1,11 +1,13 @@
 """Strict query filters: a value a filter does not know is a 400, never ignored; date-times reach the database in UTC."""
 
 import datetime
+import re
 
 import django_filters
 from django_filters.fields import IsoDateTimeField
 
 BOOLEAN_CHOICES = [("true", "true"), ("false", "false")]
+PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?\Z")
 
 
 class UtcDateTimeField(IsoDateTimeField):
@@ -36,7 +38,12 @@ class StrictFilterSet(django_filters.FilterSet):
     def is_valid(self):
         valid = super().is_valid()
         for name in self.form.fields:
-            if self.data.get(name) == "" and not isinstance(self.filters[name], django_filters.CharFilter):
+            value = self.data.get(name)
+            if value == "" and not isinstance(self.filters[name], django_filters.CharFilter):
                 self.form.add_error(name, "Give a value, or leave this parameter out.")
+                valid = False
+            elif value and isinstance(self.filters[name], django_filters.NumberFilter) and not PLAIN_NUMBER.match(value):
+                # Django's DecimalField also takes " 8" and "+8": a number here is written plainly.
+                self.form.add_error(name, "Give a plain number (digits, an optional minus sign and decimals).")
                 valid = False
         return valid

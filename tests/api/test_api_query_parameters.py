@@ -21,3 +21,13 @@ def test_it_takes_one_of_each(api, patient):
 
 def test_pages_outside_the_api_are_not_concerned(logged_in):
     assert logged_in.get(reverse("patient_list") + "?page=1&page=1").status_code == 200
+
+
+@pytest.mark.parametrize("value", ["+8", " 8", "8 ", "1e3"])
+def test_it_refuses_a_number_written_otherwise_than_plainly(api, value):
+    response = api.get(reverse("api:study-list"), {"patient": value})
+    assert response.status_code == 400 and "plain number" in response.json()["patient"][0]
+
+
+def test_it_takes_a_plain_number(api, patient):
+    assert api.get(reverse("api:study-list"), {"patient": str(patient.pk)}).status_code == 200

@@ -31,3 +31,9 @@ def test_it_refuses_a_number_written_otherwise_than_plainly(api, value):
 
 def test_it_takes_a_plain_number(api, patient):
     assert api.get(reverse("api:study-list"), {"patient": str(patient.pk)}).status_code == 200
+
+
+@pytest.mark.parametrize("page", ["", "x", "-1", "1.5"])
+def test_it_refuses_a_page_it_cannot_read(api, page):
+    response = api.get(reverse("api:patient-list"), {"page": page})
+    assert response.status_code == 400 and "page number" in response.json()["page"][0]

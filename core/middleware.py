@@ -11,6 +11,34 @@ from django.utils.cache import patch_cache_control
 log = logging.getLogger(__name__)
 
 
+class RefuseUndecodableHeaders:
+    """400 for a request header whose bytes are not UTF-8 (401 when it is ``Authorization``).
+
+    WSGI hands header values over as Latin-1 text, so any byte arrives; knox decodes the token as
+    UTF-8 unguarded and answered such a header with a 500 (the security probe found it). Checking
+    every header here, before any authentication class or view reads one, keeps the answer a
+    client error on every path. Plain ASCII, which every browser and client sends, always passes.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        for key, value in request.META.items():
+            if not key.startswith("HTTP_") or not isinstance(value, str) or value.isascii():
+                continue
+            try:
+                value.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                name = key[5:].replace("_", "-").title()
+                response = bad_request(request, f"The {name} header is not valid UTF-8 text.")
+                if key == "HTTP_AUTHORIZATION":
+                    response.status_code = 401
+                    response["WWW-Authenticate"] = "Token"
+                return response
+        return self.get_response(request)
+
+
 class RefuseNulCharacters:
     """400 for a NUL character in the path or the query string.
 

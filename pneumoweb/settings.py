@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    "core.middleware.RefuseUndecodableHeaders",
     "core.middleware.RefuseNulCharacters",
     "core.middleware.RefuseRepeatedApiParameters",
     "core.middleware.PrivateResponses",

@@ -1,5 +1,8 @@
 """Who sees what: one place for the ownership rules used by pages, API and image views."""
 
+from django.conf import settings
+from django.db.models import Q
+
 from .models import Patient, Prediction, Study
 
 CLINICIAN_GROUP = "clinician"
@@ -19,19 +22,32 @@ def can_monitor(user):
     return bool(user and user.is_authenticated and user.is_active and (is_reviewer(user) or user.is_superuser))
 
 
+def reads_pacs_studies(user):
+    """Clinicians in PNEUMOWEB_PACS_READERS_GROUP see the patients received over DICOM (pacs/)."""
+    return user.is_authenticated and user.groups.filter(name=settings.PNEUMOWEB_PACS_READERS_GROUP).exists()
+
+
+def _owned(user, path):
+    """Rows whose patient (at ``path``) the user may see: their own, and the PACS account's for its readers."""
+    rule = Q(**{f"{path}owner": user})
+    if reads_pacs_studies(user):
+        rule |= Q(**{f"{path}owner__username": settings.PNEUMOWEB_PACS_ACCOUNT})
+    return rule
+
+
 def visible_patients(user):
     qs = Patient.objects.all()
-    return qs if is_reviewer(user) else qs.filter(owner=user)
+    return qs if is_reviewer(user) else qs.filter(_owned(user, ""))
 
 
 def visible_studies(user):
     qs = Study.objects.select_related("patient")
-    return qs if is_reviewer(user) else qs.filter(patient__owner=user)
+    return qs if is_reviewer(user) else qs.filter(_owned(user, "patient__"))
 
 
 def visible_predictions(user):
     qs = Prediction.objects.select_related("study__patient", "reviewed_by")
-    return qs if is_reviewer(user) else qs.filter(study__patient__owner=user)
+    return qs if is_reviewer(user) else qs.filter(_owned(user, "study__patient__"))
 
 
 def writable_patients(user):

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "audit",  # after "auditlog": its admin replaces auditlog's
     "diagnosis",
     "monitoring",
+    "pacs",
 ]
 
 MIDDLEWARE = [
@@ -282,6 +283,26 @@ PNEUMOWEB_RESEND_AFTER_SECONDS = env_int("PNEUMOWEB_RESEND_AFTER_SECONDS", 60)
 PNEUMOWEB_ORPHAN_GRACE_SECONDS = env_int("PNEUMOWEB_ORPHAN_GRACE_SECONDS", 3600)
 if PNEUMOWEB_LEASE_SECONDS <= 2 * PNEUMOWEB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("PNEUMOWEB_LEASE_SECONDS must exceed twice PNEUMOWEB_HEARTBEAT_SECONDS")
+
+# --- DICOM (pacs/: receiving from a PACS, sending results back; docs/OPERATIONS.md) ----------
+# The listener (manage.py dicom_listener): its AE title and address, and the calling AE titles it
+# accepts — any other is refused at association; with none configured the listener refuses to start.
+PNEUMOWEB_DICOM_AE_TITLE = env("PNEUMOWEB_DICOM_AE_TITLE", "PNEUMOWEB")
+PNEUMOWEB_DICOM_BIND = env("PNEUMOWEB_DICOM_BIND", "127.0.0.1")
+PNEUMOWEB_DICOM_PORT = env_int("PNEUMOWEB_DICOM_PORT", 11112)
+PNEUMOWEB_DICOM_ALLOWED_AETS = env_list("PNEUMOWEB_DICOM_ALLOWED_AETS")
+# The account that owns patients received over DICOM, and the group whose clinicians see them.
+PNEUMOWEB_PACS_ACCOUNT = env("PNEUMOWEB_PACS_ACCOUNT", "pacs")
+PNEUMOWEB_PACS_READERS_GROUP = env("PNEUMOWEB_PACS_READERS_GROUP", "pacs-reader")
+# A study is assessed once no instance of it arrived for this long (modalities send a study's
+# images one association at a time, seconds apart).
+PNEUMOWEB_PACS_QUIET_SECONDS = env_int("PNEUMOWEB_PACS_QUIET_SECONDS", 30)
+# How often the listener's housekeeping closes quiet studies and sends results back.
+PNEUMOWEB_PACS_TICK_SECONDS = env_float("PNEUMOWEB_PACS_TICK_SECONDS", 2.0)
+# Sending results: attempts before an export is marked failed, and the first back-off (doubled each time).
+PNEUMOWEB_DICOM_EXPORT_ATTEMPTS = env_int("PNEUMOWEB_DICOM_EXPORT_ATTEMPTS", 6)
+PNEUMOWEB_DICOM_EXPORT_BACKOFF_SECONDS = env_float("PNEUMOWEB_DICOM_EXPORT_BACKOFF_SECONDS", 30.0)
+PNEUMOWEB_DICOM_SEND_TIMEOUT_SECONDS = env_float("PNEUMOWEB_DICOM_SEND_TIMEOUT_SECONDS", 30.0)
 
 # --- REST API -------------------------------------------------------------
 REST_FRAMEWORK = {

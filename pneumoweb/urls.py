@@ -7,6 +7,7 @@ from diagnosis import views
 from diagnosis.api import urls as diagnosis_api
 from monitoring import views as monitoring_views
 from monitoring.api import MonitoringView
+from pacs.stow import StowView
 
 # One "api" namespace for the records' endpoints and monitoring's (which sits above diagnosis).
 api = [path("monitoring/", MonitoringView.as_view(), name="monitoring"), *diagnosis_api.urlpatterns]
@@ -32,6 +33,7 @@ urlpatterns = [
     path("favicon.ico", core_views.favicon, name="favicon"),  # browsers ask for it by themselves
     path("admin/", admin.site.urls),
     path("api/", include((api, "api"))),
+    path("dicom-web/studies", StowView.as_view(), name="stow_rs"),  # DICOMweb's path has no trailing slash
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its script from a URL: no inline script, so the CSP holds on the docs too.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api_docs"),

@@ -209,8 +209,23 @@ class Stack:
             os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
 
+    def start_listener(self):
+        """Start ``manage.py dicom_listener`` (settings from the stack's env); waits until it listens."""
+        self._listener_starts = getattr(self, "_listener_starts", 0) + 1
+        self.processes["listener"] = self._spawn("listener", [sys.executable, "manage.py", "dicom_listener"])
+        wait_until(lambda: self._alive("listener") and
+                   self.log("listener").count("DICOM listener up") >= self._listener_starts,
+                   START_TIMEOUT, "the DICOM listener to listen", interval=0.3, explain=self.explain)
+
+    def kill_listener(self):
+        """SIGKILL the listener (a crash: no chance to finish what it was doing)."""
+        listener = self.processes["listener"]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(listener.pid, signal.SIGKILL)
+        listener.wait(timeout=10)
+
     def stop(self):
-        for name in ("web", "worker"):
+        for name in ("web", "worker", "listener"):
             process = self.processes.pop(name, None)
             if process is None or process.poll() is not None:
                 continue

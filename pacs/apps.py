@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class PacsConfig(AppConfig):
+    """The hospital's path: studies received over DICOM (C-STORE, STOW-RS), results sent back as DICOM.
+
+    Sits above ``diagnosis`` (beside ``monitoring``): it makes ``diagnosis`` records through
+    ``diagnosis.services`` like an upload does; nothing below imports it (tests/test_layers.py).
+    """
+
+    name = "pacs"
+    verbose_name = "PACS (DICOM in and out)"

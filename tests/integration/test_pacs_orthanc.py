@@ -1,0 +1,222 @@
+"""The hospital's path end to end: a real Orthanc, the DICOM listener, gunicorn and a worker on PostgreSQL + Redis.
+
+One stack and one Orthanc (Debian's, config in a temp folder, free ports, stopped by PID) serve the
+module. Orthanc pushes to the listener (C-STORE), the platform stores over STOW-RS, and the results
+come back into Orthanc as a DICOM SR and a secondary capture. Under CI=true a missing Orthanc,
+PostgreSQL or Redis fails these tests.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pydicom
+import pytest
+
+from pacs.dicom_out import read_probability
+
+from ..dicom_files import CT_IMAGE, chest, multipart_related, to_bytes
+from ..orthanc import free_port, start_orthanc
+from ..servers import POSTGRES_URL, REDIS_URL, in_ci, require
+from ..stack import running_stack, wait_until
+
+pytestmark = pytest.mark.integration
+ATTEMPTS, BACKOFF = 6, 0.5  # an export given up on after 0.5 + 1 + 2 + 4 + 8 s of retries
+
+
+@pytest.fixture(scope="module")
+def listener_port():
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, listener_port):
+    require(POSTGRES_URL, "PostgreSQL")
+    require(REDIS_URL, "Redis")
+    env = {"PNEUMOWEB_DICOM_ALLOWED_AETS": "ORTHANC", "PNEUMOWEB_DICOM_PORT": str(listener_port),
+           "PNEUMOWEB_PACS_QUIET_SECONDS": "2", "PNEUMOWEB_PACS_TICK_SECONDS": "0.3",
+           "PNEUMOWEB_DICOM_EXPORT_ATTEMPTS": str(ATTEMPTS), "PNEUMOWEB_DICOM_EXPORT_BACKOFF_SECONDS": str(BACKOFF),
+           "PNEUMOWEB_DICOM_SEND_TIMEOUT_SECONDS": "5"}
+    with running_stack(tmp_path_factory.mktemp("stack"), database_url=POSTGRES_URL, broker_url=REDIS_URL,
+                       users=[("sender", "clinician")], extra_env=env) as stack:
+        stack.manage("shell", "-c", "from django.contrib.auth.models import Permission, User; "
+                     "User.objects.get(username='sender').user_permissions.add("
+                     "Permission.objects.get(codename='add_instance'))")
+        stack.start_listener()
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory, stack, listener_port):
+    server = start_orthanc(tmp_path_factory.mktemp("orthanc"),
+                           modalities={"pneumoweb": ["PNEUMOWEB", "127.0.0.1", listener_port]})
+    try:
+        stack.query("INSERT INTO pacs_destination (name, kind, url, ae_title, host, enabled) "
+                    "VALUES ('orthanc', 'dicomweb', %s, '', '', true) RETURNING id", (server.dicomweb_url,))
+        yield server
+    finally:
+        server.stop()
+
+
+def predictions_of(stack, study_uid):
+    return stack.query(
+        "SELECT p.id, p.status, p.probability, s.age_years FROM diagnosis_prediction p "
+        "JOIN diagnosis_study s ON s.id = p.study_id JOIN pacs_instance i ON i.study_id = s.id "
+        "JOIN pacs_imagingstudy m ON m.id = i.imaging_study_id WHERE m.study_instance_uid = %s", (study_uid,))
+
+
+def exports_of(stack, study_uid, destination="orthanc"):
+    return stack.query(
+        "SELECT e.kind, e.status, e.attempts, e.sop_instance_uid, e.last_error FROM pacs_export e "
+        "JOIN pacs_instance i ON i.id = e.instance_id JOIN pacs_imagingstudy m ON m.id = i.imaging_study_id "
+        "JOIN pacs_destination d ON d.id = e.destination_id WHERE m.study_instance_uid = %s AND d.name = %s "
+        "ORDER BY e.kind", (study_uid, destination))
+
+
+def wait_for_exports(stack, study_uid, status="sent", kinds=("sc", "sr"), destination="orthanc", timeout=180):
+    wait_until(lambda: [(row[0], row[1]) for row in exports_of(stack, study_uid, destination)] ==
+               [(kind, status) for kind in kinds], timeout, f"{kinds} of {study_uid} to be {status}",
+               interval=0.5, explain=lambda: f"{exports_of(stack, study_uid, destination)}\n{stack.explain()}")
+    return exports_of(stack, study_uid, destination)
+
+
+def stow(stack, *datasets):
+    body, content_type = multipart_related(*(to_bytes(dataset) for dataset in datasets))
+    with stack.http() as http:
+        return http.post(stack.url("/dicom-web/studies"), data=body, timeout=60,
+                         headers={"Content-Type": content_type, "Authorization": f"Token {stack.token('sender')}"})
+
+
+def new_study_uid():
+    return pydicom.uid.generate_uid()
+
+
+@pytest.fixture(scope="module")
+def pushed(stack, orthanc):
+    """Orthanc pushes one study (a chest PA DX, a CT, a lateral) to the listener, and its result comes back."""
+    study_uid = new_study_uid()
+    ids = [orthanc.upload(to_bytes(dataset))["ID"] for dataset in (
+        chest(study_uid=study_uid, patient_id="ORTH-1", age="045Y"),
+        chest(study_uid=study_uid, patient_id="ORTH-1", modality="CT", sop_class=CT_IMAGE),
+        chest(study_uid=study_uid, patient_id="ORTH-1", view="LL"))]
+    assert orthanc.store_to("pneumoweb", ids).status_code == 200
+    exports = wait_for_exports(stack, study_uid)
+    return study_uid, ids, exports
+
+
+def test_it_creates_patient_study_and_one_prediction_with_the_age_from_stow_rs(stack, orthanc):
+    study_uid = new_study_uid()
+    response = stow(stack, chest(study_uid=study_uid, patient_id="STOW-1", age="", birth_date="19800315",
+                                 study_date="20260315"))
+    assert response.status_code == 200, response.text
+    wait_until(lambda: [row[1] for row in predictions_of(stack, study_uid)] == ["succeeded"], 180,
+               "the STOW-RS study's prediction", interval=0.5, explain=stack.explain)
+    (_, _, _, age), = predictions_of(stack, study_uid)
+    assert float(age) == 46.0
+    assert stack.query("SELECT p.mrn, u.username FROM diagnosis_patient p JOIN auth_user u ON u.id = p.owner_id "
+                       "WHERE p.mrn = 'STOW-1'") == [("STOW-1", "pacs")]
+
+
+def test_it_predicts_the_frontal_film_of_a_pushed_study_once(stack, orthanc, pushed):
+    study_uid, ids, _ = pushed
+    assert len(predictions_of(stack, study_uid)) == 1
+    outcomes = sorted(row[0] for row in stack.query(
+        "SELECT i.outcome FROM pacs_instance i JOIN pacs_imagingstudy m ON m.id = i.imaging_study_id "
+        "WHERE m.study_instance_uid = %s", (study_uid,)))
+    assert outcomes == ["skipped", "skipped", "submitted"]
+    assert orthanc.store_to("pneumoweb", ids).status_code == 200  # the same study again
+    stack.manage("dicom_tick")
+    assert len(predictions_of(stack, study_uid)) == 1
+    assert stack.query("SELECT count(*) FROM pacs_instance i JOIN pacs_imagingstudy m ON m.id = i.imaging_study_id "
+                       "WHERE m.study_instance_uid = %s", (study_uid,)) == [(3,)]
+
+
+def test_it_sends_an_sr_with_the_database_s_probability_and_a_secondary_capture(stack, orthanc, pushed, tmp_path):
+    study_uid, _, exports = pushed
+    srs = orthanc.qido_instances(Modality="SR", StudyInstanceUID=study_uid)
+    assert len(srs) == 1
+    (sr_id,) = orthanc.find("Instance", {"SOPInstanceUID": exports[1][3]})
+    path = tmp_path / "sr.dcm"
+    path.write_bytes(orthanc.http.get(f"{orthanc.http_url}/instances/{sr_id}/file", timeout=30).content)
+    (_, _, probability, _), = predictions_of(stack, study_uid)
+    assert read_probability(pydicom.dcmread(path)) == pytest.approx(probability, abs=1e-6)
+    assert len(orthanc.find("Instance", {"SOPInstanceUID": exports[0][3]})) == 1  # the secondary capture
+    if shutil.which("dciodvfy") is None:
+        if in_ci():
+            pytest.fail("dciodvfy is missing (Debian package dicom3tools)")
+        pytest.skip("dciodvfy is missing (Debian package dicom3tools)")
+    checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    assert not [line for line in (checked.stdout + checked.stderr).splitlines() if line.startswith("Error")], \
+        checked.stderr
+
+
+def test_it_delivers_once_what_was_due_while_orthanc_was_down(stack, orthanc):
+    orthanc.stop()
+    try:
+        study_uid = new_study_uid()
+        assert stow(stack, chest(study_uid=study_uid, patient_id="DOWN-1")).status_code == 200
+        wait_until(lambda: any(row[2] >= 1 and row[4] for row in exports_of(stack, study_uid)), 180,
+                   "a failed attempt while Orthanc is down", interval=0.3,
+                   explain=lambda: f"{exports_of(stack, study_uid)}\n{stack.explain()}")
+    finally:
+        orthanc.start()
+    exports = wait_for_exports(stack, study_uid)
+    assert max(row[2] for row in exports) >= 2  # it was retried
+    for _, _, _, sop_uid, _ in exports:
+        (orthanc_id,) = orthanc.find("Instance", {"SOPInstanceUID": sop_uid})
+        new = [c for c in orthanc.changes() if c["ChangeType"] == "NewInstance" and c["ID"] == orthanc_id]
+        assert len(new) == 1
+
+
+def test_it_gives_up_visibly_on_a_wrong_destination_after_its_retries(stack, orthanc):
+    stack.query("INSERT INTO pacs_destination (name, kind, url, ae_title, host, port, enabled) VALUES "
+                "('closed-port', 'dicomweb', %s, '', '', NULL, true), "
+                "('wrong-ae', 'dimse', '', 'NOT-ORTHANC', '127.0.0.1', %s, true) RETURNING id",
+                (f"http://127.0.0.1:{free_port()}/dicom-web", orthanc.dicom_port))
+    try:
+        study_uid = new_study_uid()
+        assert stow(stack, chest(study_uid=study_uid, patient_id="WRONG-1")).status_code == 200
+        closed = wait_for_exports(stack, study_uid, status="failed", destination="closed-port")
+        rejected = wait_for_exports(stack, study_uid, status="failed", destination="wrong-ae")
+        wait_for_exports(stack, study_uid)  # the right destination got them all the same
+    finally:
+        stack.query("UPDATE pacs_destination SET enabled = false WHERE name IN ('closed-port', 'wrong-ae') RETURNING id")
+    assert {row[2] for row in closed} == {ATTEMPTS}  # retried, then given up: no loop
+    assert {row[2] for row in rejected} == {1}  # an association rejected is not retried
+    assert all("reject" in row[4].lower() for row in rejected), rejected
+
+
+def test_it_creates_no_job_for_our_own_sr_pushed_back(stack, orthanc, pushed):
+    study_uid, _, exports = pushed
+    (sr_id,) = orthanc.find("Instance", {"SOPInstanceUID": exports[1][3]})
+    assert orthanc.store_to("pneumoweb", [sr_id]).status_code == 200
+    rows = stack.query("SELECT outcome, skip_reason FROM pacs_instance WHERE sop_instance_uid = %s", (exports[1][3],))
+    assert rows == [("skipped", "our own result coming back (loop guard)")]
+    stack.manage("dicom_tick")
+    assert len(predictions_of(stack, study_uid)) == 1
+
+
+def test_it_loses_nothing_when_the_listener_is_killed_mid_association(stack, orthanc):
+    study_uid = new_study_uid()
+    (orthanc_id,) = [orthanc.upload(to_bytes(chest(study_uid=study_uid, patient_id="KILL-1")))["ID"]]
+    listener = stack.processes["listener"]
+    os.kill(listener.pid, signal.SIGSTOP)  # the association opens and hangs...
+    push = {}
+    thread = threading.Thread(target=lambda: push.update(response=orthanc.store_to("pneumoweb", [orthanc_id])))
+    thread.start()
+    try:
+        time.sleep(1.5)  # Orthanc has connected and sent its association request, unanswered
+    finally:
+        stack.kill_listener()  # ...and the listener dies before it answered
+    thread.join(timeout=90)
+    assert push["response"].status_code != 200  # the sender knows it failed
+    assert not stack.query("SELECT 1 FROM pacs_instance i JOIN pacs_imagingstudy m ON m.id = i.imaging_study_id "
+                           "WHERE m.study_instance_uid = %s", (study_uid,))
+    stack.start_listener()
+    assert orthanc.store_to("pneumoweb", [orthanc_id]).status_code == 200  # the sender's retry
+    wait_until(lambda: [row[1] for row in predictions_of(stack, study_uid)] == ["succeeded"], 180,
+               "the retried study's prediction", interval=0.5, explain=stack.explain)
+

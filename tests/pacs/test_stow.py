@@ -1,0 +1,81 @@
+"""POST /dicom-web/studies (STOW-RS), in process; tests/integration/test_pacs_orthanc.py sends from Orthanc."""
+
+import pytest
+from django.contrib.auth.models import Permission
+from rest_framework.test import APIClient
+
+from pacs.models import Instance
+from tests.base import api_client_for
+from tests.dicom_files import CT_IMAGE, chest, multipart_related, to_bytes
+
+pytestmark = pytest.mark.django_db
+URL = "/dicom-web/studies"
+
+
+@pytest.fixture
+def pacs_sender(clinician):
+    clinician.user_permissions.add(Permission.objects.get(codename="add_instance", content_type__app_label="pacs"))
+    return api_client_for(clinician)
+
+
+def post(client, *parts, **kwargs):
+    body, content_type = multipart_related(*parts, **kwargs)
+    return client.generic("POST", URL, body, content_type=content_type)
+
+
+def uids(sequence):
+    return [item["00081155"]["Value"][0] for item in sequence["Value"]]
+
+
+def test_it_stores_instances_and_answers_the_dicom_json_of_each(pacs_sender):
+    frontal, ct = chest(), chest(modality="CT", sop_class=CT_IMAGE)
+    response = post(pacs_sender, to_bytes(frontal), to_bytes(ct))
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("application/dicom+json")
+    assert uids(response.json()["00081199"]) == [frontal.SOPInstanceUID, ct.SOPInstanceUID]
+    assert Instance.objects.get(sop_instance_uid=frontal.SOPInstanceUID).outcome == "waiting"
+    assert Instance.objects.get(sop_instance_uid=ct.SOPInstanceUID).outcome == "skipped"
+    assert Instance.objects.get(sop_instance_uid=frontal.SOPInstanceUID).received_from.startswith("STOW-RS by ")
+
+
+def test_it_answers_202_with_the_failed_sop_sequence_when_some_parts_fail(pacs_sender):
+    good = chest()
+    response = post(pacs_sender, to_bytes(good), b"not a DICOM file")
+    assert response.status_code == 202
+    body = response.json()
+    assert uids(body["00081199"]) == [good.SOPInstanceUID]
+    assert body["00081198"]["Value"][0]["00081197"]["Value"] == [0xC000]
+
+
+def test_it_answers_409_when_every_part_fails(pacs_sender):
+    assert post(pacs_sender, b"junk").status_code == 409
+    assert not Instance.objects.exists()
+
+
+def test_it_refuses_a_part_that_is_not_dicom_with_415(pacs_sender):
+    response = post(pacs_sender, b"{}", part_type="application/json")
+    assert response.status_code == 415
+    assert "application/dicom" in response.json()["detail"]
+
+
+def test_it_refuses_a_body_that_is_not_multipart_related(pacs_sender):
+    response = pacs_sender.generic("POST", URL, b"--x\r\n", content_type="multipart/related")
+    assert response.status_code == 400
+    assert response.json()["detail"]
+    response = pacs_sender.generic("POST", URL, to_bytes(chest()), content_type="application/dicom")
+    assert response.status_code == 415
+
+
+def test_it_needs_a_token_and_the_sender_permission(clinician):
+    body, content_type = multipart_related(to_bytes(chest()))
+    assert APIClient().generic("POST", URL, body, content_type=content_type).status_code == 401
+    response = api_client_for(clinician).generic("POST", URL, body, content_type=content_type)
+    assert response.status_code == 403 and "pacs.add_instance" in response.json()["detail"]
+    assert not Instance.objects.exists()
+
+
+def test_it_counts_a_repeat_as_stored_without_a_second_instance(pacs_sender):
+    dataset = chest()
+    assert post(pacs_sender, to_bytes(dataset)).status_code == 200
+    assert post(pacs_sender, to_bytes(dataset)).status_code == 200
+    assert Instance.objects.count() == 1

@@ -10,3 +10,13 @@ class PacsConfig(AppConfig):
 
     name = "pacs"
     verbose_name = "PACS (DICOM in and out)"
+
+    def ready(self):
+        from auditlog.registry import auditlog
+
+        from .models import Destination, Instance
+
+        # Who sent what, when, and what was skipped and why, in the audit trail beside the records'
+        # changes; the header (identifiers) and the held pixels stay out of it.
+        auditlog.register(Instance, exclude_fields=["header", "pixels"])
+        auditlog.register(Destination)

@@ -48,13 +48,17 @@ def submit_waiting(imaging_study_pk, *, now=None):
         imaging_study = ImagingStudy.objects.select_related("patient").get(pk=imaging_study_pk)
         waiting = Instance.objects.select_for_update().filter(
             imaging_study=imaging_study, outcome=Instance.Outcome.WAITING)
+        skipped = [f"{other.modality or 'an instance'} {other.view_position}".strip() + f" ({other.skip_reason})"
+                   for other in imaging_study.instances.filter(outcome=Instance.Outcome.SKIPPED)]
+        skipped_note = [f"Also in this DICOM study, not assessed: {'; '.join(skipped)}."] if skipped else []
         for instance in waiting:
             with instance.pixels.open("rb") as stored:
                 checked = check_upload(File(stored, name="instance.png"))
                 study, _ = submit_study(
                     patient=imaging_study.patient, checked_image=checked, age_years=instance.age_years,
                     uploaded_by=account, view=_view(instance), notes=f"Received over DICOM: {instance.received_from}.",
-                    source_notes=[*instance.notes, f"SOP Instance UID {instance.sop_instance_uid}."])
+                    source_notes=[*instance.notes, f"SOP Instance UID {instance.sop_instance_uid}, received "
+                                  f"{instance.received_at:%Y-%m-%d %H:%M:%S %Z}.", *skipped_note])
             instance.study, instance.outcome = study, Instance.Outcome.SUBMITTED
             instance.save(update_fields=["study", "outcome"])
             done.append(instance)

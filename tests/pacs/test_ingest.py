@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import pytest
+from auditlog.models import LogEntry
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
@@ -77,6 +78,8 @@ def test_it_submits_only_the_frontal_films_once_the_study_is_quiet(django_captur
     assert close_quiet_studies(now=LATER) == 0  # claimed once
     study = Study.objects.get()
     assert study.age_years == Decimal("34") and study.view == "PA"
+    assert study.notes == "Received over DICOM: x."  # who sent it; when and what was skipped:
+    assert any("not assessed: CT" in note and "LATERAL" in note for note in study.source_notes)
     assert Prediction.objects.filter(study=study).count() == 1
     submitted = Instance.objects.get(study=study)
     assert submitted.outcome == Instance.Outcome.SUBMITTED and not submitted.pixels
@@ -97,3 +100,12 @@ def test_it_shows_pacs_patients_to_the_readers_group_only(clinician, other_clini
     clinician.groups.add(Group.objects.create(name=settings.PNEUMOWEB_PACS_READERS_GROUP))
     assert list(visible_patients(clinician)) == [patient]
     assert not visible_patients(other_clinician).exists()
+
+
+def test_it_records_who_sent_what_and_what_was_skipped_in_the_audit_trail():
+    instance = receive(chest(view="LL"), received_from="C-STORE from ORTHANC at 10.0.0.5").instance
+    entry = LogEntry.objects.get_for_object(instance).get()
+    assert entry.action == LogEntry.Action.CREATE
+    assert entry.changes_dict["received_from"][1] == "C-STORE from ORTHANC at 10.0.0.5"
+    assert "not frontal" in entry.changes_dict["skip_reason"][1]
+    assert "header" not in entry.changes_dict

@@ -189,7 +189,7 @@ def _error_detail(response):
 
 
 def _root_cause(exc):
-    while exc.__context__ is not None and not isinstance(exc.__context__, requests.RequestException):
+    while exc.__context__ is not None:  # requests -> urllib3 -> the socket's own error
         exc = exc.__context__
     return f"{type(exc).__name__}: {exc}"
 

@@ -1,11 +1,13 @@
 """pacs.send against a real Orthanc (STOW-RS and C-STORE), plus its status classification.
 
-One Orthanc serves the module (started in ~0.1 s, stopped in ~3.5 s); the restart test stops and
-starts that same one in a ``finally``. The answers Orthanc cannot be made to give (5xx, 429, a
-FailedSOPSequence saying "out of resources" (Orthanc's own says 0x0110), a transient association rejection) come from a tiny
-HTTP server and a pynetdicom SCP in threads, so that the parsing is still exercised end to end.
+One Orthanc serves the module (starts in ~0.1 s, stops in ~3.5 s); the restart test stops and
+starts that same one in a ``finally``. The answers Orthanc cannot be made to give (HTTP 5xx and
+429, a FailedSOPSequence saying "out of resources", C-STORE warning and failure statuses, a
+transient association rejection) come from a tiny HTTP server and pynetdicom SCPs in threads,
+so that send()'s parsing of real answers is exercised too, not only the classification.
 """
 
+import contextlib
 import http.server
 import json
 import socket
@@ -17,12 +19,12 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
 from pacs.send import Destination, Outcome, classify_dimse_status, classify_http_status, send
 
-from ..orthanc import free_port, start_orthanc
+from ..orthanc import start_orthanc
 
 
 def make_instance(sop_class=SecondaryCaptureImageStorage):
@@ -119,9 +121,22 @@ def test_it_does_not_retry_a_sop_class_the_pacs_does_not_take(orthanc):
     assert "accepts no presentation context" in outcome.error
 
 
+@contextlib.contextmanager
+def refusing_port():
+    """A port that refuses connections: bound, never listening, so nothing else can take it meanwhile.
+
+    (A port merely found free was seen to accept the connection once in ~12 runs here: another
+    process took it meanwhile, or Linux picked it as our connect's own source port: TCP self-connect.)
+    """
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        yield bound.getsockname()[1]
+
+
 def test_it_retries_c_store_when_nothing_listens():
-    outcome = send(make_instance(), Destination("pacs", "dimse", ae_title="ORTHANC", host="127.0.0.1",
-                                                port=free_port(), timeout=5))
+    with refusing_port() as port:
+        outcome = send(make_instance(), Destination("pacs", "dimse", ae_title="ORTHANC", host="127.0.0.1",
+                                                    port=port, timeout=5))
 
     assert (outcome.sent, outcome.retry) == (False, True)
     assert "cannot connect" in outcome.error
@@ -135,7 +150,8 @@ def test_it_does_not_retry_stow_rs_to_a_path_that_is_not_found(orthanc):
 
 
 def test_it_retries_stow_rs_to_a_closed_port():
-    outcome = send(make_instance(), Destination("pacs-web", "dicomweb", url=f"http://127.0.0.1:{free_port()}/dicom-web"))
+    with refusing_port() as port:
+        outcome = send(make_instance(), Destination("pacs-web", "dicomweb", url=f"http://127.0.0.1:{port}/dicom-web"))
 
     assert (outcome.sent, outcome.retry) == (False, True)
     assert "cannot connect" in outcome.error
@@ -232,13 +248,53 @@ def test_it_classifies_stow_rs_answers(scripted_stow, status, body, sent, retry)
     assert (outcome.error == "") == sent
 
 
+@pytest.fixture(scope="module")
+def scripted_c_store():
+    """A pynetdicom storage SCP answering every C-STORE with the status the test put in ``answer``."""
+    answer = {}
+
+    def on_store(event):
+        status = Dataset()
+        status.Status = answer["status"]
+        if answer.get("comment"):
+            status.ErrorComment = answer["comment"]
+        return status
+
+    scp = AE(ae_title="SCRIPTED")
+    scp.add_supported_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+    server = scp.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+
+    def store(status, comment=""):
+        answer.update(status=status, comment=comment)
+        return send(make_instance(), Destination("scripted", "dimse", ae_title="SCRIPTED", host="127.0.0.1",
+                                                 port=server.server_address[1]))
+
+    try:
+        yield store
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize(("status", "sent", "retry"), [
+    (0x0000, True, False), (0xB000, True, False), (0xB007, True, False),
+    (0xA700, False, True), (0xA900, False, False), (0xC000, False, False), (0x0110, False, False),
+])
+def test_it_classifies_c_store_responses(scripted_c_store, status, sent, retry):
+    outcome = scripted_c_store(status, comment="disk full")
+
+    assert (outcome.sent, outcome.retry) == (sent, retry)
+    assert (outcome.error == "") == sent
+    if not sent:
+        assert f"status 0x{status:04X}" in outcome.error and outcome.error.endswith(": disk full")
+
+
 def test_it_retries_a_transient_association_rejection():
     scp = AE(ae_title="BUSY")
     scp.maximum_associations = 1
     scp.add_supported_context(Verification)
     scp.add_supported_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
-    port = free_port()
-    server = scp.start_server(("127.0.0.1", port), block=False)
+    server = scp.start_server(("127.0.0.1", 0), block=False)
+    port = server.server_address[1]
     occupant = AE(ae_title="OCCUPANT")
     occupant.add_requested_context(Verification)
     held_assoc = occupant.associate("127.0.0.1", port, ae_title="BUSY")
@@ -289,7 +345,7 @@ def test_it_classifies_http_statuses(code, sent, retry):
 def test_it_turns_a_bug_into_a_permanent_failure_instead_of_raising():
     not_a_dataset = object()
 
-    outcome = send(not_a_dataset, Destination("pacs", "dimse", ae_title="X", host="127.0.0.1", port=free_port()))
+    outcome = send(not_a_dataset, Destination("pacs", "dimse", ae_title="X", host="127.0.0.1", port=104))
 
     assert (outcome.sent, outcome.retry) == (False, False)
     assert outcome.error.startswith("AttributeError")

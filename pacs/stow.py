@@ -98,7 +98,10 @@ class StowView(APIView):
     def post(self, request):
         stored, failed = [], []
         sender = f"STOW-RS by {request.user.get_username()}"
-        for data in request.data:
+        parts = request.data if isinstance(request.data, list) else []
+        if not parts:  # an empty body never reaches the parser: DRF reads it as no data at all
+            raise ParseError("The request holds no DICOM part.")
+        for data in parts:
             uids = ("", "")
             try:
                 dataset = pydicom.dcmread(io.BytesIO(data))

@@ -39,6 +39,9 @@ def test_it_answers_every_generated_request_as_its_schema_says(stack, tmp_path):
         "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", "1", "--workers", "1",
         # The token endpoints have their own tests: fuzzing them would lock the fuzzer out or revoke its token.
         "--exclude-path", "/api/auth/token/", "--exclude-path", "/api/auth/revoke/",
+        # STOW-RS takes multipart/related, which schemathesis cannot serialise ("Serialization not
+        # possible"); its bad bodies are tested in tests/pacs/test_stow.py and end to end from Orthanc.
+        "--exclude-path", "/dicom-web/studies",
         # Every check but positive_data_acceptance: requests the schema allows may still break a rule
         # it cannot state (a duplicate MRN, bytes that are no image, an id that does not exist): those
         # are 4xx answers on purpose.

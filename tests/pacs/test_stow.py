@@ -79,3 +79,12 @@ def test_it_counts_a_repeat_as_stored_without_a_second_instance(pacs_sender):
     assert post(pacs_sender, to_bytes(dataset)).status_code == 200
     assert post(pacs_sender, to_bytes(dataset)).status_code == 200
     assert Instance.objects.count() == 1
+
+
+@pytest.mark.parametrize("body", [b"", b"--pneumoweb-test-boundary--\r\n", b"\xff\x00" * 50])
+def test_it_answers_a_client_error_for_bodies_without_a_dicom_part(pacs_sender, body):
+    response = pacs_sender.generic(
+        "POST", URL, body, content_type='multipart/related; type="application/dicom"; boundary=pneumoweb-test-boundary')
+    assert 400 <= response.status_code < 500
+    assert response.json()
+    assert not Instance.objects.exists()

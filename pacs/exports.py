@@ -148,12 +148,9 @@ def build(export):
         series_instance_uid=export.series_instance_uid,
         instance_number=Export.objects.filter(prediction=prediction, destination=export.destination,
                                               kind=Export.Kind.SR, created_at__lte=export.created_at).count(),
-        previous=({"SOPInstanceUID": previous.sop_instance_uid, "SOPClassUID": SR_SOP_CLASS,
-                   "SeriesInstanceUID": previous.series_instance_uid,
-                   "StudyInstanceUID": source.StudyInstanceUID} if previous else None))
-
-
-SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR Storage
+        # build_sr fills the SR class and the source's study in; the series is the earlier SR's own.
+        previous=({"SOPInstanceUID": previous.sop_instance_uid, "SeriesInstanceUID": previous.series_instance_uid}
+                  if previous else None))
 
 
 def result_of(prediction):

@@ -136,3 +136,20 @@ def bootstrap_intervals(labels, scores, threshold, *, resamples=1000, level=0.95
     tail = (1 - level) / 2 * 100
     return {name: [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))] if v else None
             for name, v in values.items()}
+
+
+def metrics_at(labels, scores, thresholds):
+    """Metrics with per-film thresholds: compared on the margin ``score - threshold`` (AUC on the scores)."""
+    labels, scores, thresholds = (np.asarray(a, dtype=np.float64) for a in (labels, scores, thresholds))
+    if np.ptp(thresholds) == 0:
+        row = summary(labels.astype(int), scores, float(thresholds[0]))
+        row["intervals"] = bootstrap_intervals(labels.astype(int), scores, float(thresholds[0]))
+        return row
+    # Mixed points: the label is score >= own threshold; AUC stays the one of the probabilities.
+    margin = scores - thresholds
+    row = summary(labels.astype(int), margin, 0.0)
+    row["auc"] = summary(labels.astype(int), scores, 0.5)["auc"]
+    row["threshold"] = None
+    row["intervals"] = bootstrap_intervals(labels.astype(int), margin, 0.0)
+    row["intervals"]["auc"] = bootstrap_intervals(labels.astype(int), scores, 0.5)["auc"]
+    return row

@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 from ..constants import AGE_MAX_YEARS, DEFAULT_WEIGHTS
 from ..inference import PNEUMONIA, Predictor
 from ..localisation import film_record, format_summary, summarise
-from ..metrics import bootstrap_intervals, roc_auc, roc_curve, sigmoid, summary
+from ..metrics import bootstrap_intervals, metrics_at, roc_auc, roc_curve, sigmoid
 from ..training.data import deduplicate, load_samples, readable_batches
 from ..training.rsna import load_boxes, load_rereads
 
@@ -94,23 +94,6 @@ def localise(predictor, samples, boxes, batch_size=32):
     said_pneumonia = [r for r in records if r["label"] == PNEUMONIA]
     return {"n_with_boxes": len(chosen), "all": summarise(records), "answered_pneumonia": summarise(said_pneumonia),
             "refused": refused, "skipped": skipped}
-
-
-def metrics_at(labels, scores, thresholds):
-    """Metrics with per-film thresholds: compared on the margin ``score - threshold`` (AUC on the scores)."""
-    labels, scores, thresholds = (np.asarray(a, dtype=np.float64) for a in (labels, scores, thresholds))
-    if np.ptp(thresholds) == 0:
-        row = summary(labels.astype(int), scores, float(thresholds[0]))
-        row["intervals"] = bootstrap_intervals(labels.astype(int), scores, float(thresholds[0]))
-        return row
-    # Mixed points: the label is score >= own threshold; AUC stays the one of the probabilities.
-    margin = scores - thresholds
-    row = summary(labels.astype(int), margin, 0.0)
-    row["auc"] = summary(labels.astype(int), scores, 0.5)["auc"]
-    row["threshold"] = None
-    row["intervals"] = bootstrap_intervals(labels.astype(int), margin, 0.0)
-    row["intervals"]["auc"] = bootstrap_intervals(labels.astype(int), scores, 0.5)["auc"]
-    return row
 
 
 def plot_roc(labels, scores, metrics, path):

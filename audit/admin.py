@@ -9,6 +9,7 @@ from django.contrib import admin
 
 from core.csv_export import CsvExportMixin
 
+from .pseudonyms import masked_query
 from .trail import record_access
 
 # Ours replaces django-auditlog's own admin of its entries ("audit" comes after "auditlog" in INSTALLED_APPS).
@@ -22,7 +23,7 @@ class AuditedCsvExport(CsvExportMixin):
 
     def exported(self, request):
         record_access(request, "export", request.user, what=self.csv_what or f"{self.csv_name} CSV",
-               query=request.GET.urlencode())
+               query=masked_query(request.GET.urlencode()))
 
 
 def audit_what(entry):

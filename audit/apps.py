@@ -9,3 +9,16 @@ class AuditConfig(AppConfig):
 
     name = "audit"
     verbose_name = "Audit trail"
+
+    def ready(self):
+        from core import backup
+        from core.sessions import signed_out
+
+        from . import pseudonyms, seals
+        from .trail import record_sign_out
+
+        pseudonyms.install()
+        backup.after_restore(seals.new_anchor_after_restore)
+
+        # Sign-outs the server makes (idle, everywhere) are on the record; core, below, only announces them.
+        signed_out.connect(record_sign_out, dispatch_uid="audit.trail.record_sign_out")

@@ -1,8 +1,9 @@
 """The audit trail: who created, changed, viewed, downloaded, exported or reviewed what, when, from where.
 
 Model changes are logged by django-auditlog (the apps that own the models register them in their
-``AppConfig.ready``, so this app imports nothing from them); views, downloads and exports are
-logged here explicitly, as auditlog ACCESS entries whose ``additional_data`` says what was done.
+``AppConfig.ready``, so this app imports nothing from them); views, downloads, exports and stored
+files that failed their integrity check are logged here explicitly, as auditlog ACCESS entries
+whose ``additional_data`` says what was done.
 Entries are append-only: the admin shows, filters and exports them and offers no edit or delete.
 """
 
@@ -37,3 +38,22 @@ def record_access(request, action, instance, **details):
         actor=actor, remote_addr=AuditlogMiddleware._get_remote_addr(request),
         additional_data={"action": action, "path": request.path, **details},
     )
+
+
+def record_integrity_failure(instance, **details):
+    """An ACCESS entry: a stored file of ``instance`` failed its integrity check; ``details`` say which and how.
+
+    Written where the check failed — a page, the API, the worker, a PACS export — so it takes no
+    request: inside one, the middleware's context fills in the actor and the address.
+    """
+    return LogEntry.objects.log_create(
+        instance, force_log=True, action=LogEntry.Action.ACCESS,
+        additional_data={"action": "integrity failure", **details},
+    )
+
+
+def record_sign_out(sender, request, user, reason, signal=None, **details):
+    """core.sessions.signed_out: an ACCESS entry on the user signed out by the server — "sign out after
+    inactivity" or "sign out everywhere" (with how many sessions and API tokens that ended)."""
+    what = {"idle": "after inactivity", "everywhere": "everywhere"}.get(reason, reason)
+    record_access(request, "sign out", user, what=what, **details)

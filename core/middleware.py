@@ -108,16 +108,25 @@ class DatabaseUnavailable:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        if not isinstance(exception, (OperationalError, InterfaceError)):
+        if not isinstance(exception, DATABASE_ERRORS):
             return None
-        log.error("Database unavailable for %s %s: %s", request.method, request.path, exception)
-        message = "The service is briefly unavailable (database). Nothing was saved; please try again shortly."
-        if wants_json(request):
-            response = JsonResponse({"detail": message}, status=503)
-        else:
-            response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
-        response["Retry-After"] = "30"
-        return response
+        return database_unavailable(request, exception)
+
+
+# What a database that cannot be reached raises; a middleware that reads the database itself (the
+# session, the user) answers them with database_unavailable too: process_exception sees only views'.
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
+def database_unavailable(request, exception):
+    log.error("Database unavailable for %s %s: %s", request.method, request.path, exception)
+    message = "The service is briefly unavailable (database). Nothing was saved; please try again shortly."
+    if wants_json(request):
+        response = JsonResponse({"detail": message}, status=503)
+    else:
+        response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = "30"
+    return response
 
 
 def lockout_response(request, original_response=None, credentials=None):

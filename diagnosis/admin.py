@@ -1,12 +1,16 @@
 from django import forms
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from audit.admin import AuditedCsvExport
+from audit.pseudonyms import patient_pseudonym
 
-from .models import Patient, Prediction, Study
+from .erasure import ErasureRefused, approve, request_erasure
+from .models import Erasure, Patient, Prediction, Study
 from .permissions import can_review, visible_patients, visible_predictions, visible_studies
 from .services import apply_review, review_errors
 
@@ -53,9 +57,84 @@ class WarningsFilter(admin.SimpleListFilter):
 @admin.register(Patient)
 class PatientAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
     visible = staticmethod(visible_patients)
-    list_display = ["mrn", "name", "sex", "date_of_birth", "owner", "created_at"]
+    list_display = ["mrn", "name", "sex", "date_of_birth", "owner", "created_at", "pseudonym"]
     list_filter = ["sex", "owner"]
     search_fields = ["mrn", "name"]
+    actions = ["erase_data"]
+
+    @admin.display(description="Audit pseudonym")
+    def pseudonym(self, patient):
+        return patient_pseudonym(patient.pk)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a patient's records go only by erasure: reason, audit, files, erasure log
+
+    def has_erase_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    @admin.action(description="Erase the selected patients' data (studies, files, predictions, reports)…",
+                  permissions=["erase"])
+    def erase_data(self, request, queryset):
+        reason = request.POST.get("reason", "").strip()
+        if "confirm" not in request.POST or not reason:
+            context = {**self.admin_site.each_context(request), "opts": self.model._meta, "patients": [
+                (patient, patient_pseudonym(patient.pk), patient.studies.count()) for patient in queryset],
+                "two_person": settings.PNEUMOWEB_ERASURE_TWO_PERSON, "missing_reason": "confirm" in request.POST,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME, "title": "Erase patients' data"}
+            return TemplateResponse(request, "admin/diagnosis/erase_confirmation.html", context)
+        for patient in queryset:
+            name = patient_pseudonym(patient.pk)
+            try:
+                erasure = request_erasure(patient, by=request.user, reason=reason)
+            except ErasureRefused as refused:
+                self.message_user(request, f"Patient {name}: {refused}", messages.ERROR)
+                continue
+            if erasure.status == Erasure.Status.DONE:
+                self.message_user(request, f"Patient {name}: erased ({len(erasure.erased['studies'])} studies, "
+                                           f"{erasure.erased['files']} files).", messages.SUCCESS)
+            else:
+                self.message_user(request, f"Patient {name}: erasure requested; a second administrator must "
+                                           "approve it under Erasures.", messages.WARNING)
+        return None
+
+
+@admin.register(Erasure)
+class ErasureAdmin(admin.ModelAdmin):
+    """Erasures requested and done: read-only; with the two-person rule, approved here by another administrator."""
+
+    list_display = ["pk", "patient_pseudonym", "status", "requested_by", "requested_at", "approved_by", "done_at"]
+    list_filter = ["status"]
+    readonly_fields = [field.name for field in Erasure._meta.fields]
+    actions = ["approve_erasures"]
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_approve_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    @admin.action(description="Approve and carry out the selected erasures", permissions=["approve"])
+    def approve_erasures(self, request, queryset):
+        for erasure in queryset:
+            try:
+                approve(erasure, by=request.user)
+            except ErasureRefused as refused:
+                self.message_user(request, f"Erasure {erasure.pk}: {refused}", messages.ERROR)
+            else:
+                self.message_user(request, f"Erasure {erasure.pk}: patient {erasure.patient_pseudonym} erased.",
+                                  messages.SUCCESS)
 
 
 class AdminStyles:

@@ -8,13 +8,28 @@ class DiagnosisConfig(AppConfig):
     def ready(self):
         from auditlog.registry import auditlog
 
-        from .jobs import worker
-        from .models import Patient, Prediction, Report, Study
+        from core import backup
+
+        from . import erasure
+        from .jobs import lease, worker
+        from .models import Erasure, Patient, Prediction, Report, Study
 
         # Changes to these rows go to the audit trail (audit/); files, FHIR and lease bookkeeping do not.
-        auditlog.register(Patient)
-        auditlog.register(Study, exclude_fields=["image"])
-        auditlog.register(Prediction, exclude_fields=["heatmap", "heatmap_cnn", "heatmap_vit", "heartbeat_at",
-                                                      "lease_token", "dispatched_at"])
-        auditlog.register(Report, exclude_fields=["pdf", "fhir"])
+        # Personal values are masked by keyed hashes and rows are named by pseudonyms (audit_name()):
+        # an erasure removes the patient, and the sealed trail must not keep them (audit/pseudonyms.py).
+        masked = {"mask_callable": "audit.pseudonyms.mask"}
+        auditlog.register(Patient, mask_fields=["name", "mrn", "date_of_birth"], **masked)
+        # A file's sha256 is left out too: it would link the trail to copies of the film kept elsewhere.
+        auditlog.register(Study, exclude_fields=["image", "image_sha256"],
+                          mask_fields=["original_filename", "notes", "source_notes"], **masked)
+        auditlog.register(Prediction, exclude_fields=["heatmap", "heatmap_cnn", "heatmap_vit", "heatmap_sha256",
+                                                      "heatmap_cnn_sha256", "heatmap_vit_sha256", "heartbeat_at",
+                                                      "lease_token", "dispatched_at"],
+                          mask_fields=["review_comment"], **masked)
+        auditlog.register(Report, exclude_fields=["pdf", "pdf_sha256", "fhir", "review_state"])
+        auditlog.register(Erasure, mask_fields=["reason"], **masked)
         worker.connect()
+        # After a restore: first the erasures made since the backup, then the jobs left in flight.
+        backup.before_restore(erasure.check_log)
+        backup.after_restore(erasure.reapply_logged)
+        backup.after_restore(lease.requeue_after_restore)

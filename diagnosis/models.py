@@ -8,6 +8,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.pseudonyms import patient_pseudonym
 from ml.constants import AGE_MAX_YEARS, AGE_MIN_YEARS
 
 AGE_MIN = Decimal(str(int(AGE_MIN_YEARS)))
@@ -37,6 +38,10 @@ class Patient(models.Model):
     def __str__(self):
         return f"{self.name} ({self.mrn})"
 
+    def audit_name(self):
+        """How the audit trail names the patient: a keyed pseudonym, never the name or MRN."""
+        return f"Patient {patient_pseudonym(self.pk)}"
+
     def get_absolute_url(self):
         return reverse("patient_detail", args=[self.pk])
 
@@ -61,7 +66,7 @@ class Study(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
     image = models.FileField(upload_to=study_upload_to, max_length=255)
     original_filename = models.CharField(max_length=255, blank=True)
-    image_sha256 = models.CharField(max_length=64, db_index=True)
+    image_sha256 = models.CharField(max_length=64, db_index=True)  # checked whenever the image is read
     source_format = models.CharField(
         max_length=5, default="JPEG", help_text="Format uploaded: JPEG, PNG or DICOM (stored as a de-identified PNG)."
     )
@@ -88,6 +93,9 @@ class Study(models.Model):
 
     def __str__(self):
         return f"Study {self.pk} of {self.patient.mrn}"
+
+    def audit_name(self):
+        return f"Study {self.pk} of patient {patient_pseudonym(self.patient_id)}"
 
 
 class PredictionQuerySet(models.QuerySet):
@@ -178,6 +186,10 @@ class Prediction(models.Model):
     heatmap = models.FileField(upload_to=heatmap_upload_to, max_length=255, blank=True)
     heatmap_cnn = models.FileField("CNN heatmap", upload_to=heatmap_upload_to, max_length=255, blank=True)
     heatmap_vit = models.FileField("ViT heatmap", upload_to=heatmap_upload_to, max_length=255, blank=True)
+    # Each map's sha256, written with it and checked whenever it is read (diagnosis/integrity.py).
+    heatmap_sha256 = models.CharField(max_length=64, blank=True)
+    heatmap_cnn_sha256 = models.CharField("CNN heatmap sha256", max_length=64, blank=True)
+    heatmap_vit_sha256 = models.CharField("ViT heatmap sha256", max_length=64, blank=True)
     warnings = models.JSONField(
         default=list, blank=True, help_text="Intended-use warnings: the study is outside the model's validated population."
     )
@@ -274,6 +286,8 @@ class Report(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     review_state = models.JSONField(default=dict, blank=True, help_text="The review the version was written with.")
     pdf = models.FileField(upload_to=report_upload_to, max_length=255)
+    pdf_sha256 = models.CharField(
+        "PDF sha256", max_length=64, blank=True, help_text="Written with the PDF, checked whenever it is read.")
     fhir = models.JSONField(help_text="FHIR R4 DiagnosticReport (with its Observation, Patient and Device contained).")
 
     class Meta:
@@ -315,3 +329,37 @@ class IdempotentRequest(models.Model):
     def forget_expired(cls):
         """Delete the keys past their time; returns how many."""
         return cls.objects.filter(created_at__lt=cls.expired_before()).delete()[0]
+
+
+class Erasure(models.Model):
+    """A request to erase one patient's data, and what it erased (``diagnosis/erasure.py``).
+
+    Holds nothing personal: the patient is named by their audit pseudonym and primary key, and the
+    erased rows by their keys only. It outlives the patient (no foreign key to it) and is mirrored
+    in the erasure log outside the database, which a restore re-applies.
+    """
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested", "Requested, waiting for a second administrator"
+        DONE = "done", "Erased"
+
+    patient_pk = models.BigIntegerField("patient id", db_index=True)
+    patient_pseudonym = models.CharField(max_length=32)
+    patient_created_at = models.DateTimeField(help_text="With the id, tells this patient from any later one.")
+    reason = models.TextField(help_text="Why the law requires the erasure (no personal data here).")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.REQUESTED)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                     related_name="+", help_text="Empty: re-applied by a restore with no one to name.")
+    requested_at = models.DateTimeField(default=timezone.now)
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+")
+    done_at = models.DateTimeField(null=True, blank=True)
+    erased = models.JSONField(default=dict, blank=True, help_text="Keys of the rows erased and how many files.")
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [models.UniqueConstraint(fields=["patient_pk"], condition=models.Q(status="requested"),
+                                               name="one_open_erasure_per_patient")]
+
+    def __str__(self):
+        return f"Erasure {self.pk} of patient {self.patient_pseudonym} ({self.status})"

@@ -3,9 +3,13 @@
 ``current_report(prediction)`` returns the report for the prediction as it stands: version 1 is
 written the first time it is asked for, and when a review has been recorded (or changed) since
 the last version, a new version is written; every earlier version stays retrievable as it was.
+A version's PDF is saved with its sha256 on the row, and the picture in it is drawn only from an
+X-ray and a heatmap that passed their integrity check (``integrity.py``): a changed one raises
+``StoredFileChanged`` and no version is written.
 """
 
 import io
+import logging
 from dataclasses import dataclass, field
 
 from django.core.files.base import ContentFile
@@ -15,7 +19,10 @@ from PIL import Image
 
 from ml.decode import decode_image
 
+from .integrity import open_verified, sha256_hex
 from .models import Prediction, Report
+
+log = logging.getLogger(__name__)
 
 DISCLAIMER = "Decision support, not a diagnosis. A clinician makes the diagnosis."
 SNOMED, LOINC = "http://snomed.info/sct", "http://loinc.org"
@@ -135,15 +142,25 @@ def current_report(prediction):
     version = (latest.version if latest else 0) + 1
     now = timezone.now()
     facts = facts_of(prediction, version, review, now)
+    try:
+        picture = overlay_image(prediction)
+    except FileNotFoundError:
+        log.error("Prediction %s: its X-ray or heatmap file is missing; no report written", prediction.pk)
+        raise NoReport("The X-ray or heatmap file of this prediction is missing, so no report can be written; "
+                       "an administrator has been told (manage.py verify_files).") from None
+    pdf = render_pdf(facts, picture)
     report = Report(prediction=prediction, version=version, created_at=now, review_state=review,
-                    fhir=fhir_report(facts, amended=latest is not None))
-    report.pdf.save(f"v{version}.pdf", ContentFile(render_pdf(facts, overlay_image(prediction))), save=False)
+                    fhir=fhir_report(facts, amended=latest is not None), pdf_sha256=sha256_hex(pdf))
+    report.pdf.save(f"v{version}.pdf", ContentFile(pdf), save=False)
     try:
         with transaction.atomic():
             report.save()
     except IntegrityError:  # another request wrote this version at the same moment: theirs stands
         report.pdf.delete(save=False)
-        return prediction.reports.get(version=version)
+        existing = prediction.reports.filter(version=version).first()
+        if existing is None:  # not a race: the prediction itself was erased meanwhile
+            raise NoReport("This prediction no longer exists.") from None
+        return existing
     except BaseException:
         report.pdf.delete(save=False)
         raise
@@ -152,12 +169,12 @@ def current_report(prediction):
 
 def overlay_image(prediction):
     """PNG bytes of the X-ray with the combined heatmap over it (the X-ray alone for a refused input)."""
-    with prediction.study.image.open("rb") as fh:
+    with open_verified(prediction.study, "image") as fh:
         xray = decode_image(fh, max_pixels=10**9, min_side=1)
     xray.thumbnail((640, 640))
     picture = xray.convert("RGBA")
     if prediction.heatmap:
-        with prediction.heatmap.open("rb") as fh:
+        with open_verified(prediction, "heatmap") as fh:
             heat = Image.open(fh).convert("RGBA").resize(picture.size, Image.Resampling.BILINEAR)
         picture = Image.alpha_composite(picture, heat)
     buffer = io.BytesIO()

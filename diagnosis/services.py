@@ -2,6 +2,7 @@
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.http import Http404
 from django.utils import timezone
 
 from .jobs.dispatch import dispatch
@@ -91,6 +92,10 @@ def submit_study(*, checked_image, age_years, uploaded_by, patient=None, new_pat
         with transaction.atomic():
             if patient is None:
                 patient = get_or_create_patient(owner=uploaded_by, **new_patient)
+            # The patient row locked: an erasure of this patient (diagnosis/erasure.py) cannot run
+            # meanwhile; one that committed first leaves nothing to file the study under.
+            if not Patient.objects.select_for_update().filter(pk=patient.pk).exists():
+                raise Http404("This patient's record no longer exists.")
             study.patient = patient
             study.save()
             prediction = Prediction.objects.create(study=study)

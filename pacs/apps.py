@@ -14,9 +14,17 @@ class PacsConfig(AppConfig):
     def ready(self):
         from auditlog.registry import auditlog
 
+        from diagnosis.erasure import patient_erasing
+
+        from .erasure import erase_pacs_rows
         from .models import Destination, Instance
+
+        patient_erasing.connect(erase_pacs_rows, dispatch_uid="pacs.erasure.erase_pacs_rows")
 
         # Who sent what, when, and what was skipped and why, in the audit trail beside the records'
         # changes; the header (identifiers) and the held pixels stay out of it.
-        auditlog.register(Instance, exclude_fields=["header", "pixels"])
+        # DICOM UIDs and notes identify the patient's study at the source: masked, as diagnosis masks its own.
+        auditlog.register(Instance, exclude_fields=["header", "pixels", "pixels_sha256"],
+                          mask_fields=["sop_instance_uid", "series_instance_uid", "notes"],
+                          mask_callable="audit.pseudonyms.mask")
         auditlog.register(Destination)

@@ -13,6 +13,9 @@ Instance UID, so a repeat after a crash between "sent" and "recorded" is the sam
 keeps one copy). Retries back off (doubling from ``PNEUMOWEB_DICOM_EXPORT_BACKOFF_SECONDS``) for
 what may pass — connection errors, HTTP 5xx/408/429, DICOM 0xA7xx — and stop at once on what will
 not (association rejected, HTTP 4xx, DICOM 0xA9xx/0xCxxx) or after ``PNEUMOWEB_DICOM_EXPORT_ATTEMPTS``.
+The heatmap capture is drawn only from an X-ray and a heatmap that passed their integrity check
+(``diagnosis.integrity``): a changed file fails its export at once, saying so in ``last_error``
+(retrying would send nothing better), and is logged and audited where it was found.
 """
 
 import logging
@@ -26,6 +29,7 @@ from django.utils import timezone
 from PIL import Image
 from pydicom.uid import generate_uid
 
+from diagnosis.integrity import StoredFileChanged, open_verified
 from diagnosis.models import Prediction
 
 from . import send as sender
@@ -100,6 +104,10 @@ def send_one(pk, *, now=None):
     export = Export.objects.select_related("prediction__study", "instance", "destination").get(pk=pk)
     try:
         dataset = build(export)
+    except StoredFileChanged as exc:
+        outcome = sender.Outcome(sent=False, retry=False, error=f"not sent: the {exc.field_name} of "
+                                                                f"{exc.instance._meta.verbose_name} {exc.instance.pk} "
+                                                                "failed its integrity check (not the file stored)")
     except Exception as exc:  # noqa: BLE001 - a bug or a missing file: recorded on the row, never retried blindly
         log.exception("Could not build %s", export)
         outcome = sender.Outcome(sent=False, retry=False, error=f"could not build the object: {type(exc).__name__}")
@@ -180,7 +188,7 @@ def result_of(prediction):
 
 def overlay(prediction):
     """The film with the heatmap laid over it, as an RGB array (what the page shows)."""
-    with prediction.study.image.open("rb") as film, prediction.heatmap.open("rb") as heat:
+    with open_verified(prediction.study, "image") as film, open_verified(prediction, "heatmap") as heat:
         base = Image.open(film).convert("RGBA")
         layer = Image.open(heat).convert("RGBA").resize(base.size, Image.Resampling.BILINEAR)
         return np.asarray(Image.alpha_composite(base, layer).convert("RGB"))

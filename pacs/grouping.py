@@ -7,23 +7,33 @@ instance becomes one ``diagnosis.Study`` with a queued prediction, through ``sub
 same write path as an upload (one transaction, job sent on commit). Each SOP instance is submitted
 at most once: the claim on the imaging study is one conditional UPDATE, so two housekeepers
 cannot both submit it.
+
+A held image is checked against the sha256 recorded when it was received (``diagnosis.integrity``)
+before it is submitted: one that changed is not assessed — the instance is recorded as skipped,
+its file kept for an administrator (``manage.py verify_files`` lists it) — and the study's other
+images go on.
 """
 
 import logging
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
 from diagnosis.images import DICOM_VIEWS, check_upload
-from diagnosis.models import Study
+from diagnosis.integrity import StoredFileChanged, open_verified
+from diagnosis.models import Patient, Study
 from diagnosis.services import submit_study
 
 from .ingest import pacs_account
 from .models import ImagingStudy, Instance
 
 log = logging.getLogger(__name__)
+
+CHANGED = "the held image failed its integrity check: it is not the file that was received"
+MISSING = "the held image is missing from the media folder"
 
 
 def close_quiet_studies(now=None):
@@ -33,7 +43,10 @@ def close_quiet_studies(now=None):
     submitted = 0
     for pk in ImagingStudy.objects.filter(assessed_at__isnull=True, last_received_at__lte=quiet_before) \
             .values_list("pk", flat=True)[:100]:
-        submitted += submit_waiting(pk, now=now)
+        try:
+            submitted += submit_waiting(pk, now=now)
+        except Exception:  # noqa: BLE001 - one study's fault must not stop the others, nor the exports after
+            log.exception("Could not submit imaging study %s; it is tried again next round", pk)
     return submitted
 
 
@@ -43,6 +56,11 @@ def submit_waiting(imaging_study_pk, *, now=None):
     account = pacs_account()
     done = []
     with transaction.atomic():
+        # The patient first, as an erasure locks it (diagnosis/erasure.py) before it deletes these rows:
+        # one order of locks, so the two cannot deadlock.
+        patient_pk = ImagingStudy.objects.filter(pk=imaging_study_pk).values_list("patient_id", flat=True).first()
+        if patient_pk is None or not Patient.objects.select_for_update().filter(pk=patient_pk).exists():
+            return 0  # erased meanwhile
         if not ImagingStudy.objects.filter(pk=imaging_study_pk, assessed_at__isnull=True).update(assessed_at=now):
             return 0  # another housekeeper took it
         imaging_study = ImagingStudy.objects.select_related("patient").get(pk=imaging_study_pk)
@@ -52,8 +70,21 @@ def submit_waiting(imaging_study_pk, *, now=None):
                    for other in imaging_study.instances.filter(outcome=Instance.Outcome.SKIPPED)]
         skipped_note = [f"Also in this DICOM study, not assessed: {'; '.join(skipped)}."] if skipped else []
         for instance in waiting:
-            with instance.pixels.open("rb") as stored:
-                checked = check_upload(File(stored, name="instance.png"))
+            try:
+                held = open_verified(instance, "pixels")
+            except StoredFileChanged:  # logged and audited; the file stays as evidence
+                _skip(instance, CHANGED)
+                continue
+            except FileNotFoundError:  # e.g. restored from a backup that missed it: verify_files lists it
+                log.error("The held image of instance %s is missing; it is not assessed", instance.pk)
+                _skip(instance, MISSING)
+                continue
+            with held as stored:
+                try:
+                    checked = check_upload(File(stored, name="instance.png"))
+                except ValidationError as refused:
+                    _skip(instance, f"the held image cannot be assessed: {' '.join(refused.messages)}")
+                    continue
                 study, _ = submit_study(
                     patient=imaging_study.patient, checked_image=checked, age_years=instance.age_years,
                     uploaded_by=account, view=_view(instance), notes=f"Received over DICOM: {instance.received_from}.",
@@ -67,6 +98,11 @@ def submit_waiting(imaging_study_pk, *, now=None):
     if done:
         log.info("Submitted %d image(s) of study %s", len(done), imaging_study.study_instance_uid)
     return len(done)
+
+
+def _skip(instance, reason):
+    instance.outcome, instance.skip_reason = Instance.Outcome.SKIPPED, reason[:300]
+    instance.save(update_fields=["outcome", "skip_reason"])
 
 
 def _view(instance):

@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from diagnosis.images import DICOM_VIEWS, check_upload, study_fields
+from diagnosis.integrity import sha256_hex
 from diagnosis.models import Patient, Study
 from ml.dicom import parse_date
 
@@ -177,7 +178,9 @@ def receive(dataset, *, received_from):
     )
     if checked is not None:
         checked.file.seek(0)
-        instance.pixels.save("instance.png", ContentFile(checked.file.read()), save=False)
+        png = checked.file.read()
+        instance.pixels_sha256 = sha256_hex(png)  # checked when the study is submitted (grouping.py)
+        instance.pixels.save("instance.png", ContentFile(png), save=False)
     try:
         with transaction.atomic():
             now = timezone.now()

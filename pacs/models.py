@@ -79,6 +79,8 @@ class Instance(models.Model):
     header = models.JSONField(default=dict, blank=True, help_text="The DICOM header without pixels (DICOM JSON).")
     pixels = models.FileField(upload_to=pixels_upload_to, max_length=255, blank=True,
                               help_text="De-identified PNG held until the study is submitted.")
+    pixels_sha256 = models.CharField(
+        "pixels sha256", max_length=64, blank=True, help_text="Written with the PNG, checked when it is submitted.")
     age_years = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
     notes = models.JSONField(default=list, blank=True)
     study = models.OneToOneField(Study, on_delete=models.PROTECT, null=True, blank=True, related_name="pacs_instance")
@@ -91,6 +93,9 @@ class Instance(models.Model):
 
     def __str__(self):
         return self.sop_instance_uid
+
+    def audit_name(self):
+        return f"DICOM instance {self.pk} of study {self.study_id or '-'}"
 
 
 class Destination(models.Model):

@@ -1,8 +1,9 @@
 """OpenAPI postprocessing: every operation documents the error answers it can give.
 
-DRF answers these without the views saying so — 401 without credentials, 403 without the
-permission, 404 for an object one may not see, 400 for a bad parameter or body, 415 for a body
-in another media type, 429 past a rate limit, 503 while the database is away — so they are
+DRF answers these without the views saying so — 401 without credentials (or with a browser
+session idle too long, core/idle.py), 403 without the permission, 404 for an object one may not
+see, 400 for a bad parameter or body, 415 for a body in another media type, 429 past a rate
+limit, 503 while the database is away — so they are
 added here once, by what each operation has (a path id, a body, a throttle), rather than in
 every ``extend_schema``. Which operations are throttled is read off the views themselves, so a new
 throttled view cannot be left undocumented.
@@ -38,7 +39,8 @@ def add_error_responses(result, generator, request, public):
                 responses.setdefault(str(code), response(description))
 
             if path not in PUBLIC:
-                add(401, "No valid credentials (token or session).")
+                add(401, "No valid credentials (token or session); or a browser session signed out after "
+                         "PNEUMOWEB_IDLE_TIMEOUT_SECONDS without activity (core/idle.py), which ends it.")
                 add(403, "Signed in, but not allowed to do this.")
             parameters = {p.get("name") for p in operation.get("parameters", [])}
             if "{" in path:

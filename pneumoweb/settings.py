@@ -6,6 +6,7 @@ without servers. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch to
 PostgreSQL and Redis.
 """
 
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,12 +43,17 @@ INSTALLED_APPS = [
     "knox",
     "axes",
     "auditlog",
+    # The second factor (accounts/): one-time codes from an authenticator app, and recovery codes.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     # The project's apps, lowest layer first (ml, plain PyTorch, lies below them all; tests/test_layers.py).
     "core",
     "audit",  # after "auditlog": its admin replaces auditlog's
+    "accounts",
     "diagnosis",
     "monitoring",
     "pacs",
@@ -66,10 +72,17 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session has given a one-time code (django-otp).
+    "django_otp.middleware.OTPMiddleware",
     "audit.trail.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After the user and messages are known: ends a browser session idle too long (core/idle.py).
+    "core.idle.IdleSignOut",
+    # A session that still owes its one-time code, or an enrolment, reaches nothing else (accounts/).
+    "accounts.middleware.RequireSecondFactor",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.middleware.DatabaseUnavailable",
+    "diagnosis.media.AnswerChangedFiles",  # 409 for a stored file that failed its integrity check
     # Last: turns a sign-in refused for a lockout into its 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -144,6 +157,29 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "core.middleware.lockout_response"
 AXES_VERBOSE = False
+# Wrong one-time codes count with wrong passwords (accounts/lockout.py); a code is never written into
+# axes' records of the attempt.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token"]
+# The second factor (accounts/second_factor.py): RFC 6238 codes from an authenticator app, plus ten
+# recovery codes. Required of staff, superusers and reviewers unless PNEUMOWEB_OTP_REQUIRED=false (the
+# embedded demo, bin/run); _FOR_CLINICIANS requires it of every account. Anyone may turn one on.
+PNEUMOWEB_OTP_REQUIRED = env_bool("PNEUMOWEB_OTP_REQUIRED", True)
+PNEUMOWEB_OTP_REQUIRED_FOR_CLINICIANS = env_bool("PNEUMOWEB_OTP_REQUIRED_FOR_CLINICIANS", False)
+if PNEUMOWEB_OTP_REQUIRED_FOR_CLINICIANS and not PNEUMOWEB_OTP_REQUIRED:
+    raise ImproperlyConfigured("PNEUMOWEB_OTP_REQUIRED_FOR_CLINICIANS=true needs PNEUMOWEB_OTP_REQUIRED=true")
+OTP_TOTP_ISSUER = "PneumoWeb"  # what the authenticator app shows beside the username
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin's device pages never show a secret key or its QR code
+# Automatic sign-out (core/idle.py): a browser session without activity for IDLE_TIMEOUT seconds is
+# ended server-side, and its pages warn IDLE_WARNING seconds before. A page's background polling is
+# not activity. API tokens are not affected (they expire after PNEUMOWEB_TOKEN_TTL_HOURS).
+PNEUMOWEB_IDLE_TIMEOUT_SECONDS = env_int("PNEUMOWEB_IDLE_TIMEOUT_SECONDS", 900)
+PNEUMOWEB_IDLE_WARNING_SECONDS = env_int("PNEUMOWEB_IDLE_WARNING_SECONDS", 120)
+if not 0 < PNEUMOWEB_IDLE_WARNING_SECONDS < PNEUMOWEB_IDLE_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured("PNEUMOWEB_IDLE_WARNING_SECONDS must be more than 0 and less than "
+                               "PNEUMOWEB_IDLE_TIMEOUT_SECONDS")
+# The session cookie and its row outlive the last activity by ten minutes only: long enough for the
+# next request to be told why it was signed out, too short to matter (the server refuses it anyway).
+SESSION_COOKIE_AGE = PNEUMOWEB_IDLE_TIMEOUT_SECONDS + 600
 
 # Behind HTTPS (DJANGO_SECURE_COOKIES=true): secure cookies, HSTS, and plain HTTP redirected.
 SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
@@ -284,6 +320,24 @@ PNEUMOWEB_ORPHAN_GRACE_SECONDS = env_int("PNEUMOWEB_ORPHAN_GRACE_SECONDS", 3600)
 if PNEUMOWEB_LEASE_SECONDS <= 2 * PNEUMOWEB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("PNEUMOWEB_LEASE_SECONDS must exceed twice PNEUMOWEB_HEARTBEAT_SECONDS")
 
+# --- Audit trail seals (audit/seals.py; docs/OPERATIONS.md "Audit trail") -----------------------
+# Entries older than the grace are sealed into a hash chain once a minute by the worker's
+# reconciler (or `manage.py seal_audit`), and each seal is appended to the file below, which is
+# meant to be shipped to an append-only store: it is what shows a removed tail.
+PNEUMOWEB_AUDIT_SEAL_FILE = Path(env("PNEUMOWEB_AUDIT_SEAL_FILE", VAR_DIR / "audit-seals.jsonl"))
+PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS = env_int("PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS", 300)
+if PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS < 0:
+    raise ImproperlyConfigured("PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS must be 0 or more")
+# Audit entries name patients by keyed hashes (audit/pseudonyms.py). Keep the key with the secret
+# key: a deployment restored elsewhere needs the same one to give a patient the same pseudonym.
+PNEUMOWEB_PSEUDONYM_KEY = env("PNEUMOWEB_PSEUDONYM_KEY") or hashlib.sha256(
+    f"pneumoweb-audit-pseudonyms:{SECRET_KEY}".encode()).hexdigest()
+# Erasing a patient's data (diagnosis/erasure.py): with the two-person rule a second administrator
+# approves each request. The erasure log lives outside the database and its backups: a restore
+# re-applies the erasures it lists.
+PNEUMOWEB_ERASURE_TWO_PERSON = env_bool("PNEUMOWEB_ERASURE_TWO_PERSON", False)
+PNEUMOWEB_ERASURE_LOG = Path(env("PNEUMOWEB_ERASURE_LOG", VAR_DIR / "erasures.jsonl"))
+
 # --- DICOM (pacs/: receiving from a PACS, sending results back; docs/OPERATIONS.md) ----------
 # The listener (manage.py dicom_listener): its AE title and address, and the calling AE titles it
 # accepts — any other is refused at association; with none configured the listener refuses to start.
@@ -336,6 +390,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "LabelEnum": "diagnosis.models.Prediction.Label",
         "SexEnum": "diagnosis.models.Patient.Sex",
+        "TokenRefusalCodeEnum": "diagnosis.api.auth.OTP_REFUSAL_CODES",
     },
 }
 

@@ -30,3 +30,81 @@ def throttle_rates(**rates):
     finally:
         AtomicScopedRateThrottle.THROTTLE_RATES = original
         cache.clear()
+
+
+def tamper_with(stored, data=None):
+    """Change a stored file's bytes on disk behind the application's back (a disk fault, an intruder).
+
+    ``stored`` is a FieldFile; ``data`` replaces the bytes (default: the same bytes, one flipped).
+    """
+    from pathlib import Path
+
+    path = Path(stored.path)
+    if data is None:
+        original = path.read_bytes()
+        middle = len(original) // 2
+        data = original[:middle] + bytes([original[middle] ^ 0xFF]) + original[middle + 1:]
+    path.write_bytes(data)
+    return data
+
+
+def integrity_failures():
+    """The audit trail's entries for stored files that failed their integrity check, oldest first."""
+    from auditlog.models import LogEntry
+
+    entries = LogEntry.objects.filter(action=LogEntry.Action.ACCESS).order_by("pk")
+    return [e for e in entries if (e.additional_data or {}).get("action") == "integrity failure"]
+
+
+# --- the second factor (accounts/): reviewers and admins must have one (PNEUMOWEB_OTP_REQUIRED) -------
+
+
+def enrol_totp(user):
+    """Give ``user`` a confirmed authenticator-app device, as enrolment ends; its codes: ``totp_code``."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return TOTPDevice.objects.create(user=user, name="authenticator app", confirmed=True)
+
+
+def totp_code(device, steps_ahead=0):
+    """The six-digit code ``device`` accepts now. A code is accepted once: for a second use within the
+    same 30 s, ask for the next step's (``steps_ahead=1``; the device allows one step of clock drift)."""
+    from django_otp.oath import totp
+
+    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift + steps_ahead):0{device.digits}d}"
+
+
+def verify_session(client, user):
+    """Mark the signed-in session of ``client`` as having given its one-time code, as the code step
+    does (django-otp's session key), enrolling ``user`` first when they have no device.
+
+    The requirement stays on in the tests: a reviewer or admin signed in with ``login()`` or
+    ``force_login()`` alone is held at the code step or the enrolment, as in production.
+    """
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first() or enrol_totp(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client
+
+
+def signed_in_client(user):
+    """A new test client signed in as ``user`` with the second factor done (for staff, reviewers, admins)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return verify_session(client, user)
+
+
+def make_admin(username="root-admin"):
+    """An administrator: a reviewer who is also a superuser, as ``create_user --role admin`` makes one."""
+    from .factories import UserFactory
+
+    admin = UserFactory(username=username, role="reviewer")
+    admin.is_superuser = admin.is_staff = True
+    admin.save()
+    return admin

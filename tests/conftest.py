@@ -4,7 +4,7 @@ from django.test import Client
 
 from pneumoweb.celery import app as celery_app
 
-from .base import api_client_for
+from .base import api_client_for, verify_session
 from .factories import PASSWORD, TINY_TRAINING, PatientFactory, UserFactory, tiny_adults, tiny_kermany, xray_bytes
 
 
@@ -14,6 +14,9 @@ def _isolated_media_and_eager_jobs(settings, tmp_path):
 
     # In-process tests run jobs eagerly; the integration tests start a real worker instead.
     settings.MEDIA_ROOT = tmp_path / "media"
+    # The files kept outside the database (audit seals, erasure log) are per test too.
+    settings.PNEUMOWEB_AUDIT_SEAL_FILE = tmp_path / "audit-seals.jsonl"
+    settings.PNEUMOWEB_ERASURE_LOG = tmp_path / "erasures.jsonl"
     cache.clear()  # rate-limit counters must not carry from one test to the next
     celery_app.conf.task_always_eager = True
     celery_app.conf.task_eager_propagates = True
@@ -87,9 +90,10 @@ def alice(stack):
 @pytest.fixture
 def reviewer_client(reviewer):
     # Its own client: a test may also use `logged_in`, which signs the default client in as a clinician.
+    # A reviewer must use a second factor: the session is marked as having given its code.
     client = Client()
     assert client.login(username=reviewer.username, password=PASSWORD)
-    return client
+    return verify_session(client, reviewer)
 
 
 @pytest.fixture(scope="session")

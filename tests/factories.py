@@ -92,6 +92,16 @@ class PatientFactory(factory.django.DjangoModelFactory):
     owner = factory.SubFactory(UserFactory)
 
 
+def sha256_of_content(content):
+    """The digest of a ContentFile about to be stored (read, then rewound), as the upload path records it."""
+    if not hasattr(content, "read"):  # a name given as it is: no file to hash
+        return ""
+    content.seek(0)
+    digest = hashlib.file_digest(content, "sha256").hexdigest()
+    content.seek(0)
+    return digest
+
+
 class StudyFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Study
@@ -102,7 +112,7 @@ class StudyFactory(factory.django.DjangoModelFactory):
     patient = factory.SubFactory(PatientFactory)
     image = factory.LazyAttribute(lambda o: ContentFile(xray_bytes(o.xray), name="x.jpg"))
     original_filename = factory.LazyAttribute(lambda o: o.xray)
-    image_sha256 = factory.LazyAttribute(lambda o: hashlib.sha256(xray_bytes(o.xray)).hexdigest())
+    image_sha256 = factory.LazyAttribute(lambda o: sha256_of_content(o.image))
     image_width = 224
     image_height = 224
     age_years = Decimal("3.5")
@@ -144,10 +154,13 @@ class PredictionFactory(factory.django.DjangoModelFactory):
 
 
 def with_heatmaps(prediction):
-    """Store a small real heatmap PNG for each branch of a finished prediction."""
+    """Store a small real heatmap PNG for each branch of a finished prediction, with its sha256 as the worker does."""
+    png = heatmap_png([[0.0, 1.0], [0.5, 0.2]])
     for field in Prediction.HEATMAP_BRANCHES.values():
-        getattr(prediction, field).save("map.png", ContentFile(heatmap_png([[0.0, 1.0], [0.5, 0.2]])), save=False)
+        getattr(prediction, field).save("map.png", ContentFile(png), save=False)
+        setattr(prediction, f"{field}_sha256", hashlib.sha256(png).hexdigest())
     # A queryset update: a finished prediction refuses model-field changes through save().
     Prediction.objects.filter(pk=prediction.pk).update(
-        **{f: getattr(prediction, f).name for f in Prediction.HEATMAP_BRANCHES.values()})
+        **{name: getattr(prediction, name) if name.endswith("_sha256") else getattr(prediction, name).name
+           for field in Prediction.HEATMAP_BRANCHES.values() for name in (field, f"{field}_sha256")})
     return prediction

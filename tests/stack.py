@@ -133,6 +133,9 @@ class Stack:
             LOG_LEVEL="INFO",
             **(extra_env or {}),
         )
+        # As the embedded demo (bin/run): reviewers and admins sign in without a second factor;
+        # tests of the second factor pass PNEUMOWEB_OTP_REQUIRED="true" in extra_env.
+        self.env.setdefault("PNEUMOWEB_OTP_REQUIRED", "false")
         if database_url:
             self.env["DATABASE_URL"] = database_url
         if broker_url:

@@ -1,4 +1,4 @@
-"""The rooms and their layers, as tests: pneumoweb → pacs → monitoring → diagnosis → audit → core → ml.
+"""The rooms and their layers, as tests: pneumoweb → pacs → monitoring → diagnosis → accounts → audit → core → ml.
 
 A module may import from its own layer and the layers below it, never above (that ``ml`` imports
 no Django at all, and its serving core no training or command, is in test_web_tier_imports.py); and no chain of
@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LAYERS = ["ml", "core", "audit", "diagnosis", "monitoring", "pacs", "pneumoweb"]  # bottom to top
+LAYERS = ["ml", "core", "audit", "accounts", "diagnosis", "monitoring", "pacs", "pneumoweb"]  # bottom to top
 
 
 def module_name(path):

@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.http import FileResponse, JsonResponse
+from django.http import JsonResponse
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import filters, mixins, serializers, status, viewsets
@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from audit.trail import record_access
 from core.throttling import AtomicScopedRateThrottle
 
-from ..media import heatmap_response, image_response, private
+from ..media import heatmap_response, image_response, pdf_response, private
 from ..models import Patient, Prediction, Study
 from ..permissions import can_review, visible_patients, visible_predictions, visible_studies
 from ..reports import NoReport, current_report
@@ -30,6 +30,10 @@ from .serializers import (
     ReviewSerializer,
     StudySerializer,
 )
+
+# Any answer that reads a stored file (or writes a report version drawn from the X-ray and its heatmap).
+FILE_CHANGED = OpenApiResponse(description="A stored file failed its integrity check (it is not the file that was "
+                                           "stored): nothing of it is sent; an administrator has been told")
 
 PredictAccepted = inline_serializer(
     "PredictAccepted",
@@ -176,7 +180,8 @@ class StudyViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return visible_studies(self.request.user)
 
-    @extend_schema(responses={(200, "image/*"): OpenApiResponse(description="The uploaded image")})
+    @extend_schema(responses={(200, "image/*"): OpenApiResponse(description="The uploaded image"),
+                              409: FILE_CHANGED})
     @action(detail=True, methods=["get"])
     def image(self, request, pk=None):
         study = self.get_object()
@@ -218,7 +223,8 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("branch", str, enum=list(Prediction.HEATMAP_BRANCHES), default="combined")],
-        responses={(200, "image/png"): OpenApiResponse(description="Heatmap (combined = CNN Grad-CAM at 14×14; cnn; vit = ViT patch CAM), RGBA PNG to overlay on the X-ray")},
+        responses={(200, "image/png"): OpenApiResponse(description="Heatmap (combined = CNN Grad-CAM at 14×14; cnn; vit = ViT patch CAM), RGBA PNG to overlay on the X-ray"),
+                   409: FILE_CHANGED},
     )
     @action(detail=True, methods=["get"])
     def heatmap(self, request, pk=None):
@@ -228,29 +234,31 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
         return response
 
     @extend_schema(parameters=[VERSION], responses={(200, "application/pdf"): OpenApiResponse(
-        description="The PDF report (the latest version unless `version` is given)")})
+        description="The PDF report (the latest version unless `version` is given)"), 409: FILE_CHANGED})
     @action(detail=True, methods=["get"])
     def report(self, request, pk=None):
         report = report_version(self.get_object(), request.query_params.get("version"))
         record_access(request, "download", report, what="report PDF", version=report.version)
-        return private(FileResponse(report.pdf.open("rb"), content_type="application/pdf",
-                                    filename=f"pneumoweb-prediction-{report.prediction_id}-v{report.version}.pdf"))
+        return pdf_response(report)
 
     @extend_schema(parameters=[VERSION], responses={(200, "application/fhir+json"): OpenApiResponse(
-        description="FHIR R4 DiagnosticReport (Observation, Patient and Device contained)")})
+        description="FHIR R4 DiagnosticReport (Observation, Patient and Device contained)"), 409: FILE_CHANGED})
     @action(detail=True, methods=["get"])
     def fhir(self, request, pk=None):
         report = report_version(self.get_object(), request.query_params.get("version"))
         record_access(request, "download", report, what="report FHIR", version=report.version)
         return private(JsonResponse(report.fhir, content_type="application/fhir+json"))
 
-    @extend_schema(responses={200: ReportVersionSerializer(many=True)})
+    @extend_schema(responses={200: ReportVersionSerializer(many=True), 409: FILE_CHANGED})
     @action(detail=True, methods=["get"])
     def reports(self, request, pk=None):
         """Every version of the report written so far (a review writes a new one; old ones stay)."""
         prediction = self.get_object()
         if prediction.status in Prediction.OUTCOMES:
-            current_report(prediction)
+            try:
+                current_report(prediction)
+            except NoReport as exc:
+                raise NotFound(str(exc)) from None
         versions = prediction.reports.order_by("version")
         return Response(ReportVersionSerializer(versions, many=True, context={"request": request}).data)
 

@@ -13,7 +13,8 @@ the broker honest every ``PNEUMOWEB_RECONCILE_SECONDS``:
    harmless, the job's claim is idempotent;
 3. files under the media folders that no row names and that are older than
    ``PNEUMOWEB_ORPHAN_GRACE_SECONDS`` (a process killed between writing a file and its row) are deleted,
-   and so are Idempotency-Keys past ``PNEUMOWEB_IDEMPOTENCY_TTL_HOURS``.
+   and so are Idempotency-Keys past ``PNEUMOWEB_IDEMPOTENCY_TTL_HOURS``; with them (once a minute),
+   the audit entries older than ``PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS`` are sealed (``audit.seals``).
 
 Several workers may reconcile at once: every step is a conditional UPDATE or an idempotent send.
 """
@@ -27,6 +28,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from audit.seals import seal_due
 from core.connections import refresh_connection
 
 from ..models import IdempotentRequest, Prediction, Report, Study
@@ -95,6 +97,7 @@ def reconcile(*, sweep=True):
     if sweep:
         done["orphans_deleted"] = len(sweep_orphans())
         done["idempotency_keys_forgotten"] = IdempotentRequest.forget_expired()
+        done["audit_seals"] = len(seal_due())
     if done["requeued"] or done["failed"] or done["resent"]:
         log.info("Reconciled predictions: %s", done)
     return done

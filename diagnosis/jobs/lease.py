@@ -121,3 +121,14 @@ def held(prediction_pks, token):
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def requeue_after_restore(manifest):
+    """After ``manage.py restore``: no worker of this deployment holds a job, so every job the backup
+    caught running or sent goes back to the queue at once, for the reconciler's first round to send."""
+    running = Prediction.objects.filter(status=Prediction.Status.RUNNING).update_status(
+        Prediction.Status.QUEUED, dispatched_at=None, lease_token="")
+    sent = Prediction.objects.filter(status=Prediction.Status.QUEUED).exclude(dispatched_at=None).update(
+        dispatched_at=None)
+    log.info("Restore: %d running and %d sent jobs queued again", running, sent)
+    return running + sent

@@ -1,5 +1,11 @@
 """The worker's model, loaded once per process (on CUDA when present), and running it on claimed studies.
 
+A study's image is checked against its recorded sha256 before it is decoded (``integrity.py``):
+a prediction on pixels other than those uploaded would be a result about another image, so a
+changed file fails its prediction with the check's message (no digests or paths; those are in
+the log and the audit trail), as an unreadable one does. The check runs on the task's own
+thread — it writes the audit entry — and the decoding threads read the same open, checked file.
+
 This module itself imports no torch: ``ml.inference`` (which does) is imported when the model is
 first loaded, so the web tier, which imports the job modules to send jobs, never loads torch.
 """
@@ -13,6 +19,7 @@ from django.conf import settings
 
 from ml.decode import decode_with_tags
 
+from ..integrity import open_verified
 from ..models import Prediction
 from .lease import mark_failed
 
@@ -42,10 +49,30 @@ def get_predictor():
     return predictor
 
 
-def decode_study(study):
-    with study.image.open("rb") as fh:
+def decode_checked(fh):
+    """Decode a study's image from its open, checked file, and close it."""
+    with fh:
         return decode_with_tags(fh, max_pixels=settings.PNEUMOWEB_MAX_IMAGE_PIXELS,
                                 min_side=settings.PNEUMOWEB_MIN_IMAGE_SIDE)
+
+
+def open_checked_images(studies):
+    """{pk: open, checked image file} of the studies {prediction pk: study}; one missing or changed fails alone."""
+    opened = {}
+    try:
+        for pk, study in studies.items():
+            try:
+                opened[pk] = open_verified(study, "image")
+            except SoftTimeLimitExceeded:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a missing or changed file fails only its own study
+                log.warning("Prediction %s: stored image not usable: %s", pk, exc)
+                mark_failed(pk, failure_message(exc))
+    except BaseException:
+        for fh in opened.values():
+            fh.close()
+        raise
+    return opened
 
 
 def failure_message(exc):
@@ -56,10 +83,10 @@ def assess(prediction_pks):
     """(predictor, {pk: Assessment}) for the claimed predictions; a study that cannot be read or run is
     marked failed on its own and left out."""
     studies = {p.pk: p.study for p in Prediction.objects.select_related("study").filter(pk__in=prediction_pks)}
-    decoded = {}
+    decoded, opened = {}, open_checked_images(studies)
     # Pillow and pydicom release the GIL while decoding: the files of a batch decode side by side.
-    with ThreadPoolExecutor(max_workers=min(4, len(studies)) or 1) as pool:
-        futures = {pk: pool.submit(decode_study, study) for pk, study in studies.items()}
+    with ThreadPoolExecutor(max_workers=min(4, len(opened)) or 1) as pool:
+        futures = {pk: pool.submit(decode_checked, fh) for pk, fh in opened.items()}
     for pk, future in futures.items():
         try:
             decoded[pk] = future.result()

@@ -1,4 +1,8 @@
-"""Writing a batch's answers: every row and heatmap in one transaction, or no file left behind."""
+"""Writing a batch's answers: every row and heatmap in one transaction, or no file left behind.
+
+Each heatmap's sha256 goes into the same UPDATE as its name (a finished prediction's row is not
+changed afterwards), so a map is never on a row without the digest it is checked against.
+"""
 
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
@@ -6,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from ..integrity import digest_field, sha256_hex
 from ..models import Prediction, heatmap_upload_to
 
 
@@ -39,9 +44,9 @@ def save_results(token, predictor, answers):
                     **heatmaps[pk],
                 )
                 if not updated:  # cancelled or reclaimed meanwhile: nothing points at its maps
-                    unrecorded += heatmaps[pk].values()
+                    unrecorded += file_names(heatmaps[pk])
     except BaseException:
-        delete_files([name for names in heatmaps.values() for name in names.values()])
+        delete_files([name for columns in heatmaps.values() for name in file_names(columns)])
         raise
     delete_files(unrecorded)
 
@@ -64,25 +69,31 @@ def delete_files(names):
             heatmap_storage().delete(name)
 
 
+def file_names(columns):
+    """The stored names among a row's heatmap columns (``save_heatmaps``' answer)."""
+    return [columns[field] for field in Prediction.HEATMAP_BRANCHES.values() if field in columns]
+
+
 def save_heatmaps(maps):
-    """Store each map as a PNG; returns {field name: stored name}.
+    """Store each map as a PNG; returns the row's columns: {field name: stored name, its digest field: sha256}.
 
     A map that is another branch's own array (the combined map is the CNN map) is encoded and stored
     once, and both fields name that file.
     """
     from ml.explain import heatmap_png  # imports torch: only a worker with answers gets here
 
-    stored, by_array = {}, {}
+    columns, by_array = {}, {}
     try:
         for branch, field in Prediction.HEATMAP_BRANCHES.items():
             heat = getattr(maps, branch)
             if heat is None:
                 continue
             if id(heat) not in by_array:
-                by_array[id(heat)] = heatmap_storage().save(heatmap_upload_to(None, "map.png"),
-                                                            ContentFile(heatmap_png(heat)))
-            stored[field] = by_array[id(heat)]
+                png = heatmap_png(heat)
+                by_array[id(heat)] = (heatmap_storage().save(heatmap_upload_to(None, "map.png"), ContentFile(png)),
+                                      sha256_hex(png))
+            columns[field], columns[digest_field(field)] = by_array[id(heat)]
     except BaseException:
-        delete_files(set(stored.values()))
+        delete_files({name for name, _ in by_array.values()})
         raise
-    return stored
+    return columns

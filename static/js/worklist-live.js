@@ -30,7 +30,8 @@
 
   function follow(row, delay) {
     var url = row.getAttribute("data-live-url");
-    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    // Marked as background: polling is not activity, and does not hold off the idle sign-out (core/idle.py).
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json", "X-Background-Request": "1" } })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (p) {
         render(row, p);

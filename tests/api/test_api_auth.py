@@ -7,7 +7,7 @@ from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from ..base import throttle_rates
+from ..base import api_client_for, throttle_rates
 from ..factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -126,3 +126,12 @@ def test_it_moves_old_plain_text_tokens_to_hashed_ones(clinician):
     assert "authtoken_token" not in connection.introspection.table_names()
     assert APIClient(HTTP_AUTHORIZATION=f"Token {key}").get(LIST).status_code == 200
     assert AuthToken.objects.get(user=clinician).expiry is not None
+
+
+@pytest.mark.parametrize("body", [[1, 2], "all", 3])
+def test_it_revokes_only_the_token_used_for_a_body_that_is_not_an_object(clinician, body):
+    client = api_client_for(clinician)
+    AuthToken.objects.create(user=clinician)
+    response = client.post(reverse("api:token-revoke"), body, format="json")
+    assert response.status_code == 204
+    assert AuthToken.objects.filter(user=clinician).count() == 1

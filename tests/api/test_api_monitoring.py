@@ -10,7 +10,7 @@ from django.utils import timezone
 from diagnosis.models import Prediction
 from monitoring.summary import psi, wilson
 
-from ..base import api_client_for
+from ..base import api_client_for, verify_session
 from ..factories import PredictionFactory, StudyFactory
 
 pytestmark = pytest.mark.django_db
@@ -144,6 +144,7 @@ def test_without_the_models_card_refusals_make_one_row_without_a_chart(reviewer,
     refused = groups["refused before a population"]
     assert refused["refused_only"] is True and refused["predictions"] == 2 and groups["adult"]["refused_only"] is False
     client.force_login(reviewer)
+    verify_session(client, reviewer)
     html = client.get(reverse("monitoring")).content.decode()
     assert html.count('data-testid="monitoring-chart"') == 1  # the adults' chart only
     assert ">refused before a population<" in html

@@ -3,7 +3,7 @@ from django.urls import reverse
 
 from diagnosis.models import Prediction
 
-from ..base import api_client_for
+from ..base import api_client_for, integrity_failures, tamper_with
 from ..factories import PatientFactory, PredictionFactory, StudyFactory, with_heatmaps
 
 pytestmark = pytest.mark.django_db
@@ -240,3 +240,19 @@ def test_the_schema_marks_confidence_deprecated(api):
     schema = api.get(reverse("schema"), HTTP_ACCEPT="application/json").json()
     properties = schema["components"]["schemas"]["Prediction"]["properties"]
     assert properties["confidence"].get("deprecated") is True and "borderline" in properties
+
+
+@pytest.mark.parametrize("branch", list(Prediction.HEATMAP_BRANCHES))
+def test_it_answers_409_and_sends_nothing_when_a_heatmap_is_not_the_one_stored(api, clinician, patient, branch,
+                                                                             caplog):
+    prediction = with_heatmaps(PredictionFactory(study=StudyFactory(patient=patient), succeeded=True))
+    field = Prediction.HEATMAP_BRANCHES[branch]
+    tampered = tamper_with(getattr(prediction, field))
+    response = api.get(reverse("api:prediction-heatmap", args=[prediction.pk]), {"branch": branch})
+    assert response.status_code == 409
+    assert response.json()["detail"].startswith("This file failed its integrity check")
+    assert tampered not in response.content
+    assert any(r.levelname == "ERROR" and getattr(prediction, field).name in r.getMessage() for r in caplog.records)
+    [entry] = integrity_failures()
+    assert (entry.content_type.model, entry.object_pk, entry.actor) == ("prediction", str(prediction.pk), clinician)
+    assert entry.additional_data["field"] == field

@@ -1,5 +1,8 @@
 """GET /api/predictions/{id}/report/, /fhir/ and /reports/: versioned PDF and FHIR R4 reports."""
 
+import hashlib
+from pathlib import Path
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -7,7 +10,7 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
 from diagnosis.models import Prediction
 
-from ..base import api_client_for
+from ..base import api_client_for, integrity_failures, tamper_with
 from ..factories import PredictionFactory, StudyFactory, with_heatmaps
 
 pytestmark = pytest.mark.django_db
@@ -163,3 +166,53 @@ def test_a_borderline_result_is_equivocal_in_fhir_and_flagged_in_the_pdf(api, pa
     observation = next(r for r in body["contained"] if r["id"] == "observation")
     codes = [c["coding"][0]["code"] for c in observation["interpretation"]]
     assert codes == ["POS", "E"] and "Borderline" in body["conclusion"]
+
+
+def test_it_records_the_sha256_of_each_pdf_it_writes(api, finished):
+    data = pdf_bytes(api.get(url("report", finished)))
+    report = finished.reports.get()
+    assert report.pdf_sha256 == hashlib.sha256(data).hexdigest() == hashlib.sha256(report.pdf.read()).hexdigest()
+
+
+def test_it_answers_409_and_sends_nothing_when_a_pdf_is_not_the_one_stored(api, clinician, finished, caplog):
+    pdf_bytes(api.get(url("report", finished)))
+    report = finished.reports.get()
+    tamper_with(report.pdf)
+    for response in (api.get(url("report", finished)), api.get(url("report", finished, version=1))):
+        assert response.status_code == 409 and response["Content-Type"] == "application/json"
+        assert response.json()["detail"].startswith("This file failed its integrity check")
+        assert b"%PDF-" not in response.content
+    assert any(r.levelname == "ERROR" and report.pdf.name in r.getMessage() and report.pdf_sha256 in r.getMessage()
+               for r in caplog.records)
+    entries = integrity_failures()
+    assert len(entries) == 2
+    assert {(e.content_type.model, e.object_pk, e.actor, e.additional_data["field"]) for e in entries} == {
+        ("report", str(report.pk), clinician, "pdf")}
+    assert api.get(url("fhir", finished)).status_code == 200  # the FHIR report is on the row, not in a file
+
+
+@pytest.mark.parametrize("changed", ["study image", "heatmap"])
+def test_it_writes_no_report_from_a_changed_xray_or_heatmap(api, finished, changed):
+    stored = finished.study.image if changed == "study image" else finished.heatmap
+    tamper_with(stored)
+    for name in ("report", "fhir", "reports"):
+        response = api.get(url(name, finished))
+        assert response.status_code == 409, name
+        assert response.json()["detail"].startswith("This file failed its integrity check")
+    assert finished.reports.count() == 0
+    assert {e.content_type.model for e in integrity_failures()} == {"study" if changed == "study image" else "prediction"}
+
+
+def test_it_answers_404_when_a_pdf_file_is_gone(api, finished):
+    pdf_bytes(api.get(url("report", finished)))
+    finished.reports.get().pdf.delete(save=False)
+    assert api.get(url("report", finished)).status_code == 404
+
+
+@pytest.mark.parametrize("endpoint", ["report", "fhir", "reports"])
+def test_it_answers_404_when_the_xray_it_would_draw_is_gone(api, finished, endpoint):
+    Path(finished.study.image.path).unlink()
+    response = api.get(url(endpoint, finished))
+    assert response.status_code == 404
+    assert "file of this prediction is missing" in response.json()["detail"]
+    assert not finished.reports.exists()

@@ -1,7 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from ..base import api_client_for
+from ..base import api_client_for, integrity_failures, tamper_with
 from ..factories import StudyFactory, xray_bytes
 
 pytestmark = pytest.mark.django_db
@@ -63,3 +63,23 @@ def test_it_refuses_a_filter_value_it_does_not_know(api, params):
 def test_it_serves_images_with_no_store(api, patient):
     study = StudyFactory(patient=patient)
     assert "no-store" in api.get(reverse("api:study-image", args=[study.pk]))["Cache-Control"]
+
+
+def test_it_answers_409_and_sends_nothing_when_the_image_is_not_the_one_stored(clinician, patient, caplog):
+    study = StudyFactory(patient=patient)
+    tampered = tamper_with(study.image)
+    response = api_client_for(clinician).get(reverse("api:study-image", args=[study.pk]))
+    assert response.status_code == 409 and response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "This file failed its integrity check: it is not the file that was stored. "
+                                         "An administrator has been told."}
+    assert tampered not in response.content and "no-store" in response["Cache-Control"]
+    assert any(r.levelname == "ERROR" and study.image.name in r.getMessage() for r in caplog.records)
+    [entry] = integrity_failures()
+    assert (entry.content_type.model, entry.object_pk, entry.actor) == ("study", str(study.pk), clinician)
+    assert entry.additional_data["expected"] == study.image_sha256
+
+
+def test_it_answers_404_when_the_image_file_is_gone(api, patient):
+    study = StudyFactory(patient=patient)
+    study.image.delete(save=False)
+    assert api.get(reverse("api:study-image", args=[study.pk])).status_code == 404

@@ -196,7 +196,8 @@ def test_it_marks_a_job_failed_when_its_image_cannot_be_read(stack, alice, damag
 
     assert body["status"] == "failed", body
     assert body["error"], "a failed job says why"
-    assert ("FileNotFoundError" if damage == "deleted" else "ImageDecodeError") in body["error"]
+    # Overwritten bytes are not the file that was stored: refused before decoding (diagnosis/integrity.py).
+    assert ("FileNotFoundError" if damage == "deleted" else "StoredFileChanged") in body["error"]
     assert body["label"] is None and body["probability"] is None
     assert body["finished_at"] is not None
     failed = alice.get(stack.url("/api/predictions/"), params={"status": "failed"}, timeout=30).json()

@@ -1,3 +1,4 @@
+import hashlib
 import io
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +15,8 @@ from diagnosis.jobs import lease, predictor, results, tasks, worker
 from diagnosis.jobs.predictor import get_predictor
 from diagnosis.models import Prediction
 
-from ..factories import PredictionFactory, StudyFactory
+from ..base import integrity_failures, tamper_with
+from ..factories import PredictionFactory, StudyFactory, xray_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -137,12 +139,32 @@ def test_it_marks_a_failing_job_failed_with_a_message():
 
 
 def test_it_marks_a_corrupt_stored_image_failed():
-    prediction = PredictionFactory()
-    with open(prediction.study.image.path, "wb") as fh:
-        fh.write(b"garbage")
-    prediction = run(prediction)
+    # Stored as it is, with its own digest: the file is the one recorded, and still cannot be read.
+    prediction = run(PredictionFactory(study__image=ContentFile(b"garbage", name="x.jpg")))
     assert prediction.status == Prediction.Status.FAILED
     assert "JPEG, PNG or DICOM" in prediction.error
+
+
+def test_it_fails_a_prediction_whose_image_is_not_the_one_stored_and_never_runs_the_model(caplog):
+    prediction = PredictionFactory()
+    tamper_with(prediction.study.image, xray_bytes("pneumonia-2.jpeg"))  # another film: it would decode fine
+    prediction = run(prediction)
+    assert prediction.status == Prediction.Status.FAILED
+    assert prediction.error == ("StoredFileChanged: This file failed its integrity check: it is not the file that "
+                                "was stored. An administrator has been told.")
+    assert prediction.probability is None and prediction.label == "" and not prediction.heatmap
+    assert any(r.levelname == "ERROR" and prediction.study.image.name in r.getMessage() for r in caplog.records)
+    [entry] = integrity_failures()
+    assert (entry.content_type.model, entry.object_pk, entry.actor) == ("study", str(prediction.study_id), None)
+
+
+def test_it_records_the_sha256_of_each_heatmap_it_stores():
+    prediction = run(PredictionFactory(study__xray="pneumonia-2.jpeg"))
+    assert prediction.status == Prediction.Status.SUCCEEDED
+    for field in Prediction.HEATMAP_BRANCHES.values():
+        stored = getattr(prediction, field)
+        with stored.open("rb") as fh:
+            assert getattr(prediction, f"{field}_sha256") == hashlib.sha256(fh.read()).hexdigest()
 
 
 def test_it_marks_a_soft_time_limit_failed(monkeypatch):
@@ -280,14 +302,15 @@ def test_one_message_runs_a_batch_of_queued_studies_each_answered_as_alone(setti
 
 
 def test_one_unreadable_study_fails_alone_and_its_batch_mates_succeed(settings):
-    settings.PNEUMOWEB_BATCH_SIZE = 3
-    first, broken, third = PredictionFactory(), PredictionFactory(), PredictionFactory()
-    with open(broken.study.image.path, "wb") as fh:
-        fh.write(b"garbage")
+    settings.PNEUMOWEB_BATCH_SIZE = 4
+    first, broken = PredictionFactory(), PredictionFactory(study__image=ContentFile(b"garbage", name="x.jpg"))
+    changed, third = PredictionFactory(), PredictionFactory()
+    tamper_with(changed.study.image)
     run(first)
-    first, broken, third = (Prediction.objects.get(pk=p.pk) for p in (first, broken, third))
+    first, broken, changed, third = (Prediction.objects.get(pk=p.pk) for p in (first, broken, changed, third))
     assert (first.status, third.status) == ("succeeded", "succeeded")
     assert broken.status == "failed" and "JPEG, PNG or DICOM" in broken.error
+    assert changed.status == "failed" and "failed its integrity check" in changed.error
 
 
 def test_a_batch_size_of_one_runs_only_the_message_s_own_study(settings):

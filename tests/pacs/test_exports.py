@@ -14,6 +14,7 @@ from pacs.dicom_out import read_probability
 from pacs.grouping import close_quiet_studies
 from pacs.ingest import receive
 from pacs.models import Destination, Export
+from tests.base import integrity_failures, tamper_with
 from tests.dicom_files import chest
 
 pytestmark = pytest.mark.django_db
@@ -105,3 +106,21 @@ def test_it_sends_nothing_twice_when_two_housekeepers_race(answered, sent):
     assert exports.send_one(export.pk) == "sent"
     assert exports.send_one(export.pk) == "retrying"  # already claimed and sent: nothing more goes out
     assert len(sent) == 1
+
+
+@pytest.mark.parametrize("changed", ["image", "heatmap"])
+def test_it_fails_the_heatmap_capture_of_a_changed_file_at_once_and_sends_nothing(answered, sent, changed, caplog):
+    exports.queue_exports()
+    stored = answered.study.image if changed == "image" else answered.heatmap
+    tamper_with(stored)
+    assert exports.send_due() == {"sent": 1, "retrying": 0, "failed": 1}  # the SR reads no file
+    assert [dataset.Modality for dataset in sent] == ["SR"]
+    capture = Export.objects.get(kind="sc")
+    owner = "study" if changed == "image" else "prediction"
+    pk = answered.study_id if changed == "image" else answered.pk
+    assert (capture.status, capture.attempts) == ("failed", 1)
+    assert capture.last_error == f"not sent: the {changed} of {owner} {pk} failed its integrity check (not the file stored)"
+    assert any(r.levelname == "ERROR" and stored.name in r.getMessage() for r in caplog.records)
+    [entry] = integrity_failures()
+    assert (entry.content_type.model, entry.object_pk) == (owner, str(pk))
+    assert exports.send_due(now=timezone.now() + timezone.timedelta(days=1)) == {"sent": 0, "retrying": 0, "failed": 0}

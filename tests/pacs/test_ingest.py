@@ -1,6 +1,8 @@
 """Receiving instances (pacs/ingest.py) and closing quiet studies (pacs/grouping.py), in process."""
 
+import hashlib
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from auditlog.models import LogEntry
@@ -12,6 +14,7 @@ from diagnosis.permissions import visible_patients
 from pacs.grouping import close_quiet_studies
 from pacs.ingest import Unacceptable, receive
 from pacs.models import ImagingStudy, Instance, PacsPatient
+from tests.base import integrity_failures, tamper_with
 from tests.dicom_files import CT_IMAGE, chest
 
 pytestmark = pytest.mark.django_db
@@ -109,3 +112,57 @@ def test_it_records_who_sent_what_and_what_was_skipped_in_the_audit_trail():
     assert entry.changes_dict["received_from"][1] == "C-STORE from ORTHANC at 10.0.0.5"
     assert "not frontal" in entry.changes_dict["skip_reason"][1]
     assert "header" not in entry.changes_dict
+
+
+def test_it_records_the_sha256_of_each_held_image():
+    instance = receive(chest(), received_from="x").instance
+    with instance.pixels.open("rb") as fh:
+        assert instance.pixels_sha256 == hashlib.sha256(fh.read()).hexdigest()
+
+
+def test_it_submits_no_held_image_that_is_not_the_one_received(django_capture_on_commit_callbacks, caplog):
+    study_uid = "1.2.826.0.1.3680043.8.498.3"
+    changed = receive(chest(study_uid=study_uid), received_from="x").instance
+    good = receive(chest(study_uid=study_uid, xray="adult-normal-1.jpeg"), received_from="x").instance
+    tamper_with(changed.pixels)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert close_quiet_studies(now=LATER) == 1  # the good one goes on
+    changed.refresh_from_db()
+    assert changed.outcome == Instance.Outcome.SKIPPED and "failed its integrity check" in changed.skip_reason
+    assert changed.study is None and changed.pixels  # kept for an administrator to look at
+    assert Instance.objects.get(pk=good.pk).outcome == Instance.Outcome.SUBMITTED
+    assert Study.objects.count() == 1
+    assert any(r.levelname == "ERROR" and changed.pixels.name in r.getMessage() for r in caplog.records)
+    [entry] = integrity_failures()
+    assert (entry.content_type.model, entry.object_pk, entry.additional_data["field"]) == (
+        "instance", str(changed.pk), "pixels")
+
+
+def test_it_skips_a_held_image_that_is_missing_and_goes_on(django_capture_on_commit_callbacks):
+    study_uid = "1.2.826.0.1.3680043.8.498.4"
+    lost = receive(chest(study_uid=study_uid), received_from="x").instance
+    good = receive(chest(study_uid=study_uid, xray="adult-normal-1.jpeg"), received_from="x").instance
+    Path(lost.pixels.path).unlink()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert close_quiet_studies(now=LATER) == 1
+    lost.refresh_from_db()
+    assert lost.outcome == Instance.Outcome.SKIPPED and "missing" in lost.skip_reason
+    assert Instance.objects.get(pk=good.pk).outcome == Instance.Outcome.SUBMITTED
+
+
+def test_one_study_that_fails_does_not_stop_the_others(monkeypatch, django_capture_on_commit_callbacks):
+    from pacs import grouping
+
+    first = receive(chest(study_uid="1.2.826.0.1.3680043.8.498.5"), received_from="x").instance
+    receive(chest(study_uid="1.2.826.0.1.3680043.8.498.6", xray="adult-normal-1.jpeg"), received_from="x")
+    real = grouping.submit_waiting
+
+    def fails_for_the_first(pk, **kwargs):
+        if pk == first.imaging_study_id:
+            raise RuntimeError("disk on fire")
+        return real(pk, **kwargs)
+
+    monkeypatch.setattr(grouping, "submit_waiting", fails_for_the_first)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert close_quiet_studies(now=LATER) == 1
+    assert Instance.objects.get(pk=first.pk).outcome == Instance.Outcome.WAITING  # tried again next round

@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from diagnosis.models import Prediction
 
+from ..base import verify_session
 from ..factories import PASSWORD, PatientFactory, PredictionFactory, StudyFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -278,6 +279,7 @@ def test_it_keeps_a_reviewer_without_staff_status_out(client, reviewer):
     reviewer.is_staff = False
     reviewer.save()
     assert client.login(username=reviewer.username, password=PASSWORD)
+    verify_session(client, reviewer)  # kept out by the admin itself, not by the second factor
     assert client.get(CHANGELIST).status_code == 302
     assert client.get(EXPORT).status_code == 302
 
@@ -290,6 +292,7 @@ def test_it_shows_a_staff_clinician_only_their_own_records(client, patient, fore
     own = PredictionFactory(study=StudyFactory(patient=own_patient), succeeded=True)
     foreign = PredictionFactory(study=StudyFactory(patient=foreign_patient), succeeded=True)
     assert client.login(username=staff_clinician.username, password=PASSWORD)
+    verify_session(client, staff_clinician)  # staff must use a second factor
     assert list(client.get(CHANGELIST).context["cl"].result_list) == [own]
     assert [int(r[0]) for r in csv_rows(client.get(EXPORT))[1:]] == [own.pk]
     assert client.get(change_url(foreign)).status_code in (302, 404)

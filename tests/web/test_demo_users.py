@@ -11,6 +11,8 @@ from django.core.management import call_command
 
 from diagnosis.permissions import can_monitor, can_review
 
+from ..base import verify_session
+
 pytestmark = pytest.mark.django_db
 
 BIN_RUN = Path(__file__).resolve().parents[2] / "bin" / "run"
@@ -58,4 +60,6 @@ def test_it_gives_the_demo_admin_a_fresh_password_at_every_run():
 def test_it_lets_the_demo_admin_into_the_admin_site(client):
     password = re.search(r"password '([^']+)'", run_create_user(["create_user", "demo-admin", "--role", "admin"]))[1]
     assert client.login(username="demo-admin", password=password)
+    assert client.get("/admin/auth/user/").status_code == 302  # the second factor first (its own tests)
+    verify_session(client, authenticate(username="demo-admin", password=password))
     assert client.get("/admin/auth/user/").status_code == 200  # user management is the administrator's

@@ -14,6 +14,7 @@ from PIL import Image
 
 from diagnosis.models import Prediction, Study
 
+from ..base import verify_session
 from ..factories import PASSWORD, xray_bytes
 
 pytestmark = pytest.mark.django_db
@@ -222,6 +223,7 @@ def test_it_refuses_another_clinicians_patient(logged_in, foreign_patient, xray_
 
 def test_it_lets_a_reviewer_upload_only_for_own_patients(client, reviewer, patient, xray_upload, settings):
     assert client.login(username=reviewer.username, password=PASSWORD)
+    verify_session(client, reviewer)
     response = post(client, patient, xray_upload)
     assert response.status_code == 200 and "patient" in response.context["form"].errors
     assert_nothing_saved(settings)

@@ -1,0 +1,60 @@
+"""manage.py verify_audit and manage.py seal_audit: what an operator runs."""
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from .test_seals import seal_file, write_entries  # noqa: F401 - seal_file is an autouse fixture
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args):
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_it_seals_and_says_how_much():
+    write_entries(3)
+    said = run("seal_audit")
+    assert said.startswith("1 new seal(s) covering ")
+    assert said.rstrip().endswith("holds 1 seal(s)")
+    assert run("seal_audit").startswith("0 new seal(s)")
+
+
+def test_it_says_an_intact_trail_is_intact():
+    write_entries(3)
+    run("seal_audit")
+    said = run("verify_audit")
+    assert "1 seal(s)" in said and "1 seal(s) in the file" in said
+    assert said.rstrip().endswith("The audit trail is intact.")
+
+
+def test_it_exits_1_naming_the_first_problem():
+    ids = write_entries(4)
+    run("seal_audit")
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM auditlog_logentry WHERE id = %s", [ids[1]])
+    out = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("verify_audit", stdout=out)
+    assert raised.value.returncode == 1
+    assert f"removed: entry {ids[1]}" in str(raised.value)
+    assert f"removed: entry {ids[1]}" in out.getvalue()
+
+
+def test_it_reads_the_file_given_and_answers_json(tmp_path):
+    write_entries(2)
+    run("seal_audit")
+    elsewhere = tmp_path / "from-the-store.jsonl"
+    elsewhere.write_text("")
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("verify_audit", "--seals", str(elsewhere), "--json", stdout=out)
+    verdict = json.loads(out.getvalue())
+    assert verdict["ok"] is False and verdict["anchored_seals"] == 0
+    assert verdict["problems"][0]["kind"] == "seal"

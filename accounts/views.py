@@ -100,8 +100,9 @@ def code_owed_by(request):
 def safe_next(request):
     """Where to go after a step: ``next`` when it stays on this site, else the worklist."""
     candidate = request.POST.get("next") or request.GET.get("next")
-    if candidate and url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()},
-                                                     require_https=request.is_secure()):
+    # A path on this site only: redirect() would take a bare word ("dashboard", "a b") for a view name.
+    if candidate and candidate.startswith("/") and url_has_allowed_host_and_scheme(
+            candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return candidate
     return resolve_url(settings.LOGIN_REDIRECT_URL)
 

@@ -11,13 +11,13 @@ API calls with a token carry no session and pass: POST /api/auth/token/ asks for
 so every token was issued after one. Needs django-otp's OTPMiddleware before it (``is_verified``).
 """
 
-import contextlib
+import functools
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import redirect, resolve_url
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from core.middleware import DATABASE_ERRORS, database_unavailable, wants_json
 
@@ -55,12 +55,10 @@ def is_open(path):
     return path.startswith("/" + settings.STATIC_URL.lstrip("/")) or path in open_paths()
 
 
+@functools.cache
 def open_paths():
-    paths = set()
-    for name in OPEN_URL_NAMES:
-        with contextlib.suppress(NoReverseMatch):  # a site without one of them (the idle timer) has nothing to open
-            paths.add(reverse(name))
-    return paths
+    """Reversed once per process: the middleware asks on every request."""
+    return frozenset(reverse(name) for name in OPEN_URL_NAMES)
 
 
 class RequireSecondFactor:

@@ -45,6 +45,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.canonical import canonical_json, plain
+
 from .models import AuditSeal
 
 log = logging.getLogger(__name__)
@@ -61,27 +63,16 @@ MAX_ENTRIES_PER_SEAL = 5000
 GENESIS = "0" * 64
 
 
-def _canonical(value):
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=_plain)
-
-
-def _plain(value):
-    if isinstance(value, datetime.datetime):
-        # One spelling for one instant, whichever time zone the database handed back.
-        return value.astimezone(datetime.UTC).isoformat(timespec="microseconds")
-    return str(value)
-
-
 def entry_hash(row):
     """sha256 of one entry's covered columns (a ``values()`` row)."""
-    return hashlib.sha256(_canonical([row[name] for name in ENTRY_FIELDS]).encode()).hexdigest()
+    return hashlib.sha256(canonical_json([row[name] for name in ENTRY_FIELDS]).encode()).hexdigest()
 
 
 def seal_digest(*, number, previous_digest, first_id, last_id, entries, sealed_at, format=SEAL_FORMAT):
     """The chain link: sha256 over the seal's fields, its entries' hashes and the previous digest."""
     body = {"format": format, "number": number, "previous_digest": previous_digest, "first_id": first_id,
-            "last_id": last_id, "entries": entries, "sealed_at": _plain(sealed_at)}
-    return hashlib.sha256(_canonical(body).encode()).hexdigest()
+            "last_id": last_id, "entries": entries, "sealed_at": plain(sealed_at)}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
 def _entry_rows(first_id, last_id):
@@ -134,7 +125,7 @@ def anchor_line(seal):
     """What the external file keeps of a seal: enough to check the chain and spot a missing tail."""
     return {"format": seal.format, "number": seal.number, "first_id": seal.first_id, "last_id": seal.last_id,
             "count": seal.count, "previous_digest": seal.previous_digest, "digest": seal.digest,
-            "sealed_at": _plain(seal.sealed_at)}
+            "sealed_at": plain(seal.sealed_at)}
 
 
 def read_anchor(path=None):
@@ -144,14 +135,29 @@ def read_anchor(path=None):
         text = path.read_text()
     except FileNotFoundError:
         return []
-    lines = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    return _parsed(text.splitlines())
+
+
+def _parsed(lines):
+    parsed = []
+    for number, line in enumerate(lines, start=1):
         if line.strip():
             try:
-                lines.append(json.loads(line))
+                parsed.append(json.loads(line))
             except ValueError:
-                lines.append({"unreadable_line": number})
-    return lines
+                parsed.append({"unreadable_line": number})
+    return parsed
+
+
+def _last_lines(fd, count):
+    """The last ``count`` lines of an open file, read from its end: the file grows by a line a
+    minute for years, and the exporter only needs the newest."""
+    position, data = os.fstat(fd).st_size, b""
+    while position > 0 and data.count(b"\n") <= count:
+        step = min(65536, position)
+        position -= step
+        data = os.pread(fd, step, position) + data
+    return data.decode(errors="replace").splitlines()[-count:]
 
 
 def export_seals(path=None):
@@ -161,8 +167,8 @@ def export_seals(path=None):
     written just before a crash (and so not marked exported) is recognised by its number.
     """
     path = Path(path or settings.PNEUMOWEB_AUDIT_SEAL_FILE)
-    pending = AuditSeal.objects.filter(exported_at=None).order_by("number")
-    if not pending.exists():
+    pending = list(AuditSeal.objects.filter(exported_at=None).order_by("number"))
+    if not pending:
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
     written = 0
@@ -171,7 +177,10 @@ def export_seals(path=None):
         fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_size and os.pread(fd, 1, os.fstat(fd).st_size - 1) != b"\n":
             os.write(fd, b"\n")  # a line cut short by a crash stays apart from the next one
-        in_file = {line.get("number"): line.get("digest") for line in read_anchor(path)}
+        # Lines are written in number order, once each: the pending seals' lines (after a crash,
+        # written but not marked) are among the last ones, with at most a cut-short line between.
+        recent = _parsed(_last_lines(fd, len(pending) + 2))
+        in_file = {line.get("number"): line.get("digest") for line in recent}
         for seal in pending:
             if seal.number in in_file and in_file[seal.number] != seal.digest:
                 # Not ours to overwrite: verify_audit reports the difference (a restore starts a new file).

@@ -29,14 +29,15 @@ import os
 import shutil
 import sqlite3
 import subprocess
-from decimal import Decimal
 from pathlib import Path
-from uuid import UUID
 
 from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connections, models, transaction
+from django.db import connections, transaction
+
+from .canonical import canonical_json
+from .stored_files import named_files
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,6 @@ def before_restore(check):
 def sha256_file(path):
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def _plain(value):
-    if isinstance(value, datetime.datetime):
-        return value.astimezone(datetime.UTC).isoformat(timespec="microseconds") if value.tzinfo else value.isoformat()
-    if isinstance(value, datetime.date | datetime.time | Decimal | UUID):
-        return str(value)
-    if isinstance(value, bytes | memoryview):
-        return bytes(value).hex()
-    return str(value)
 
 
 def _tables():
@@ -112,23 +103,11 @@ def table_digests(using="default", layout=None):
                 cursor.execute(sql)
                 while batch := cursor.fetchmany(2000):
                     for row in batch:
-                        digest.update(json.dumps(row, default=_plain, sort_keys=True, separators=(",", ":")).encode())
+                        digest.update(canonical_json(row).encode())
                         digest.update(b"\n")
                     rows += len(batch)
             digests[table] = {"rows": rows, "sha256": digest.hexdigest(), **shape}
     return digests
-
-
-def named_files(using="default"):
-    """Every stored file name a row names, with the (table, pk, field) naming it."""
-    names = {}
-    for table, model in _tables().items():
-        for field in model._meta.concrete_fields:
-            if isinstance(field, models.FileField):
-                rows = model._base_manager.using(using).exclude(**{field.attname: ""}).values_list("pk", field.attname)
-                for pk, name in rows.iterator(chunk_size=2000):
-                    names.setdefault(name, (table, pk, field.name))
-    return names
 
 
 # --- backup ------------------------------------------------------------------------------------

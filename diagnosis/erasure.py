@@ -34,6 +34,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from audit.pseudonyms import patient_pseudonym
+from core.backup import BackupError
 
 from .models import Erasure, IdempotentRequest, Patient, Prediction, Report, Study
 
@@ -188,16 +189,15 @@ def read_log():
             continue
         try:
             entry = json.loads(line)
-            entries.append((entry, int(entry["patient_pk"]), datetime.fromisoformat(entry["patient_created_at"])))
+            int(entry["patient_pk"]), datetime.fromisoformat(entry["patient_created_at"])  # what reapplying reads
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{settings.PNEUMOWEB_ERASURE_LOG} line {number} cannot be read ({error})") from None
-    return [entry for entry, _, _ in entries]
+        entries.append(entry)
+    return entries
 
 
 def check_log(manifest=None):
     """Before a restore writes anything: an unreadable erasure log would bring erased patients back."""
-    from core.backup import BackupError
-
     try:
         read_log()
     except (ValueError, OSError) as error:

@@ -8,17 +8,15 @@ the next one tries again — nothing is held in memory between rounds.
 
 import logging
 import threading
-import time
-from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
 
 from core.connections import refresh_connection
+from core.stored_files import sweep_unnamed
 
 from .exports import queue_exports, send_due
 from .grouping import close_quiet_studies
-from .models import Instance
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +30,7 @@ def tick():
 
 def sweep_held_pixels(now=None, grace=None):
     """Delete held PNGs that no instance names (a process killed between the file and its row)."""
-    now = now or time.time()
-    grace = settings.PNEUMOWEB_ORPHAN_GRACE_SECONDS if grace is None else grace
-    root = Path(settings.MEDIA_ROOT)
-    named = set(Instance.objects.exclude(pixels="").values_list("pixels", flat=True))
-    removed = []
-    for path in (root / "pacs").rglob("*"):
-        name = path.relative_to(root).as_posix()
-        if path.is_file() and name not in named and now - path.stat().st_mtime > grace:
-            path.unlink(missing_ok=True)
-            removed.append(name)
-    if removed:
-        log.warning("Deleted %d held DICOM images that no record names", len(removed))
-    return removed
+    return sweep_unnamed(("pacs",), now=now, grace=grace)
 
 
 class Housekeeper:

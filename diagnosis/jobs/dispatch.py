@@ -21,8 +21,6 @@ Several workers may reconcile at once: every step is a conditional UPDATE or an 
 
 import logging
 import threading
-import time
-from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -30,8 +28,9 @@ from django.utils import timezone
 
 from audit.seals import seal_due
 from core.connections import refresh_connection
+from core.stored_files import sweep_unnamed
 
-from ..models import IdempotentRequest, Prediction, Report, Study
+from ..models import IdempotentRequest, Prediction
 from .lease import requeue_abandoned
 from .tasks import run_prediction
 
@@ -68,25 +67,8 @@ def resend_lost(now=None, limit=500):
 
 
 def sweep_orphans(now=None):
-    """Delete stored files that no row names and that are older than the grace period. Returns their names."""
-    now = now or time.time()
-    grace = settings.PNEUMOWEB_ORPHAN_GRACE_SECONDS
-    root = Path(settings.MEDIA_ROOT)
-    named = set(Study.objects.values_list("image", flat=True)) | set(Report.objects.values_list("pdf", flat=True))
-    for field in Prediction.HEATMAP_BRANCHES.values():
-        named.update(Prediction.objects.exclude(**{field: ""}).values_list(field, flat=True))
-    removed = []
-    for folder in ("studies", "heatmaps", "reports"):
-        for path in (root / folder).rglob("*"):
-            if not path.is_file():
-                continue
-            name = path.relative_to(root).as_posix()
-            if name not in named and now - path.stat().st_mtime > grace:
-                path.unlink(missing_ok=True)
-                removed.append(name)
-    if removed:
-        log.warning("Deleted %d stored files that no record names: %s", len(removed), removed[:20])
-    return removed
+    """Delete stored files no row names, older than the grace period, under this app's folders. Returns their names."""
+    return sweep_unnamed(("studies", "heatmaps", "reports"), now=now)
 
 
 def reconcile(*, sweep=True):

@@ -37,15 +37,20 @@ def real_xray():
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
+    users = [("alice", "clinician"), ("rita", "reviewer"), ("root", "admin")]
+    with browser_stack(tmp_path_factory.mktemp("browser"), users=users) as stack:
+        yield stack
+
+
+def browser_stack(root, *, users, extra_env=None):
+    """A stack with collected static files, on PostgreSQL + Redis when they answer (required under CI)."""
     if in_ci():
         require(POSTGRES_URL, "PostgreSQL")
         require(REDIS_URL, "Redis")
     servers = {}
     if reachable(POSTGRES_URL) and reachable(REDIS_URL):
         servers = {"database_url": POSTGRES_URL, "broker_url": REDIS_URL}
-    users = [("alice", "clinician"), ("rita", "reviewer"), ("root", "admin")]
-    with running_stack(tmp_path_factory.mktemp("browser"), users=users, collectstatic=True, **servers) as stack:
-        yield stack
+    return running_stack(root, users=users, collectstatic=True, extra_env=extra_env, **servers)
 
 
 @pytest.fixture(scope="module")

@@ -13,23 +13,16 @@ from urllib.parse import unquote
 import pytest
 from django_otp.oath import totp
 
-from ..servers import POSTGRES_URL, REDIS_URL, in_ci, reachable, require
-from ..stack import PASSWORD, running_stack
-from .test_browser import browser, page  # noqa: F401 - the same Chromium and pages as the other browser tests
+from ..stack import PASSWORD
+from .test_browser import browser, browser_stack, page  # noqa: F401 - the same Chromium and pages as the other browser tests
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    if in_ci():
-        require(POSTGRES_URL, "PostgreSQL")
-        require(REDIS_URL, "Redis")
-    servers = {}
-    if reachable(POSTGRES_URL) and reachable(REDIS_URL):
-        servers = {"database_url": POSTGRES_URL, "broker_url": REDIS_URL}
-    with running_stack(tmp_path_factory.mktemp("browser-otp"), users=[("rita", "reviewer")], collectstatic=True,
-                       extra_env={"PNEUMOWEB_OTP_REQUIRED": "true"}, **servers) as stack:
+    with browser_stack(tmp_path_factory.mktemp("browser-otp"), users=[("rita", "reviewer")],
+                       extra_env={"PNEUMOWEB_OTP_REQUIRED": "true"}) as stack:
         yield stack
 
 

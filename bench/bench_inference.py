@@ -5,7 +5,9 @@
 Prints one row per model: milliseconds per image at batch 1 (median and p90 over
 ``--repeats`` rounds after warm-up), images/s at batch 16, parameters, checkpoint size,
 and each latency as a ratio to the shipped model (``--compare``: another checkpoint, e.g. an
-earlier version; the ``full`` preset with random weights unless ``--skip-full``). A second
+earlier version; the ``full`` preset with random weights unless ``--skip-full``). Then one study
+with its heatmaps (``assess(explain=True)``, the worker's job) for the shipped model and each
+``--compare`` checkpoint, as ratios to the shipped one: issue 17's budget is v4 ≤ 2× v3 there. A second
 table times what the worker does per study with the shipped model: ``assess`` (image checks,
 features, OOD gate, head), and with the heatmaps (in a second pass, or from the same forward
 pass as the worker does), as ratios to the bare forward pass. Budget: one study with its
@@ -124,6 +126,18 @@ def main():
         params = sum(p.numel() for p in predictor.model.parameters()) / 1e6
         print(f"{name:<46} {p50:>13.1f} {p90:>7.1f} {1000 / batched[name][0]:>10.1f} {params:>9.1f} {size_mb:>8.1f}"
               f" {p50 / base:>10.2f}")
+
+    # The budget's measure: one study with its heatmaps, as the worker runs it, for every checkpoint side by side.
+    studies = time_interleaved({name: ((lambda p=p: p.assess(image, age=3.0, view="PA", explain=True)), 1)
+                                for name, p, _ in rows if name != rows[1][0] and not name.startswith("full")},
+                               args.repeats)
+    print()
+    header = f"{'one study with heatmaps: assess(explain=True)':<46} {'ms p50':>8} {'p90':>7} {'× shipped':>10}"
+    print(header)
+    print("-" * len(header))
+    base_study = studies[rows[0][0]][0]
+    for name, (p50, p90) in studies.items():
+        print(f"{name:<46} {p50:>8.1f} {p90:>7.1f} {p50 / base_study:>10.2f}")
 
     steps = time_interleaved(worker_calls(shipped, image), args.repeats)
     forward = next(iter(steps.values()))[0]

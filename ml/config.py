@@ -22,6 +22,14 @@ class ModelConfig:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     vit_kwargs: dict = field(default_factory=dict)
+    # timm keyword arguments of the CNN branch: v4 sets output_stride=16 (dilated last stages), so the
+    # final feature map is 14×14 at 224 px and its class-activation map is the served heatmap.
+    cnn_kwargs: dict = field(default_factory=dict)
+    # The heatmaps served (ml.explain): "gated-gradcam" (v3: Grad-CAM at 14×14 gated by the 7×7 one,
+    # a partial backward) or "cam" (v4: the class-activation map of the final 14×14 map, no backward);
+    # ``maps`` names the branches whose maps are shown ("vit" only while its map passes the pointing test).
+    cnn_map: str = "gated-gradcam"
+    maps: tuple = ("cnn", "vit")
     # Which branches feed the head: ablations are configs, not code paths.
     branches: tuple = ("cnn", "vit", "age")
     # Offline weight sources for training (names in ml.training.pretrained.SOURCES); None = random init.
@@ -41,7 +49,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data):
         data = dict(data)
-        for key in ("mean", "std", "branches"):
+        for key in ("mean", "std", "branches", "maps"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -82,8 +90,14 @@ PRESETS = {
         dropout=0.2,
     ),
 }
+# v4 (ml.cli.train_focus): v3 with its CNN fine-tuned end to end at output stride 16, the CNN's CAM as
+# the only heatmap (the ViT map did not pass the pointing test on validation).
+PRESETS["focus"] = replace(PRESETS["hybrid"], name="focus", cnn_kwargs={"output_stride": 16}, cnn_map="cam",
+                           maps=("cnn",))
 
-DEFAULT_PRESET = "hybrid"
+# The shipped architecture (the untrained fallback serves it), and the preset ml.cli.train starts from.
+DEFAULT_PRESET = "focus"
+TRAIN_PRESET = "hybrid"
 
 
 def get_preset(name, **overrides):

@@ -1,23 +1,22 @@
 """Where the model looked: a class-specific map from each image branch, and the map shown by default.
 
-Chosen against radiologists' opacity boxes on the NIH training split (``python -m ml.cli.sweep_maps``;
-docs/MODEL_CARD.md, "Heatmaps"), each map taken for the label given (evidence for PNEUMONIA, or
-for NORMAL when that is the answer):
+Each map is taken for the label given (evidence for PNEUMONIA, or for NORMAL when that is the
+answer), from the forward pass that gave the answer, at the model's input size, scaled to [0, 1].
+Which maps a checkpoint serves is in its config (``cnn_map``, ``maps``; ``ml.config``):
 
-- CNN: Grad-CAM (Selvaraju et al. 2017) on the stage at half the final resolution (14×14 for a
-  224 px input: ``blocks.4`` of EfficientNet-Lite0), gated by Grad-CAM on the final 7×7 feature
-  map (their geometric mean: the finer stage says where, the last one whether it counts for the
-  label; for the pooled-linear head the 7×7 Grad-CAM equals CAM), upsampled and smoothed
-  (:func:`smooth`). The 7×7 map alone peaked on its grid and hit the boxes no better than chance.
-  Only the last stages are differentiated, from the recorded 14×14 activation on.
-- ViT: CAM of the pooled-linear head's mean-patch half on the final patch tokens (for "mean"
-  fusion with "token+avg" pooling, Σ_d w_d/scale_d · (token_d − μ_d) per patch; no backward):
-  the share of the branch's logit each patch gives. Attention rollout (Abnar & Zuidema 2020, and
-  gradient-weighted, Chefer et al. 2021), shown before, pointed at the boxes in 0 % of films,
-  border ring and high-norm tokens suppressed or not. Not defined for other ViT heads (None).
-- combined (shown by default): the CNN map (the best-pointing one), else the ViT map.
-
-All maps are at the model's input size, scaled to [0, 1], from the forward pass that gave the answer.
+- ``cnn_map = "cam"`` (v4): the class-activation map (Zhou et al. 2016) of the CNN's final 14×14
+  map (EfficientNet-Lite0 at output stride 16), ``HybridNet.cnn_evidence`` — each location's share
+  of the branch logit, exact for a pooled-linear head — ReLU'd for the label, upsampled and
+  smoothed (:func:`cam_heatmap`). No backward pass: the worker runs without autograd. v4 was
+  trained so that this map lies in radiologists' boxes (``ml/training/focus.py``).
+- ``cnn_map = "gated-gradcam"`` (v3): Grad-CAM (Selvaraju et al. 2017) on the stage at half the
+  final resolution (14×14: ``blocks.4``), gated by Grad-CAM on the final 7×7 map (their geometric
+  mean), upsampled and smoothed; chosen on the NIH training split's boxes
+  (``python -m ml.cli.sweep_maps``). Only the last stages are differentiated.
+- ViT (only where ``"vit" in maps``; v3): CAM of the pooled-linear head's mean-patch half on the
+  final patch tokens (Σ_d w_d/scale_d · (token_d − μ_d) per patch; no backward). It did not pass
+  the pointing test on validation (docs/MODEL_CARD.md), so v4 does not make it.
+- combined (shown by default): the CNN map, else the ViT map.
 """
 
 import io
@@ -61,6 +60,12 @@ def smooth(heat, width=SMOOTH):
     return (t / peak if peak > 0 else t).numpy()
 
 
+def cam_heatmap(cam, size, sign=1.0):
+    """The served CNN map from one row's class-activation map (h, w) (``HybridNet.cnn_evidence``):
+    ReLU(sign · CAM) upsampled to ``size``, smoothed (:func:`smooth`), peak 1."""
+    return smooth(_normalise(F.relu(sign * cam.float()), size))
+
+
 def gradcam(activations, gradients):
     """Grad-CAM of one row: ReLU(Σ_c mean(∂logit/∂A_c) · A_c) over (C, h, w)."""
     return F.relu((gradients.float().mean((1, 2))[:, None, None] * activations.float()).sum(0))
@@ -93,12 +98,15 @@ def traced_forward(model, images, ages):
     and ``model.fuse`` give them (detached), and ``explain(toward_pneumonia)``, which returns one
     :class:`Heatmaps` per row (``toward_pneumonia``: one bool for every row, or one per row). The
     worker calls it once per batch of studies: the probabilities, the OOD gate and the maps share
-    the one forward pass. The ViT map needs no gradient; the CNN's takes the gradients of those
-    same logits w.r.t. two recorded activations (its 14×14 stage and its final feature map), never
-    the weights, and nothing below the 14×14 stage is differentiated. Rows do not interact (batch
+    the one forward pass. With ``config.cnn_map == "cam"`` (v4) no map needs a gradient: the pass
+    runs without autograd. Otherwise (v3) the CNN's map takes the gradients of those same logits
+    w.r.t. two recorded activations (its 14×14 stage and its final feature map), never the
+    weights, and nothing below the 14×14 stage is differentiated. Rows do not interact (batch
     norm is frozen at inference), so the gradient of the signed sum of the logits gives each
     row's own map.
     """
+    if model.config.cnn_map == "cam":
+        return _cam_forward(model, images, ages)
     size = model.config.image_size
     features, recorded = [], {}
     with torch.enable_grad():
@@ -118,8 +126,7 @@ def traced_forward(model, images, ages):
         logits = model.fuse(features, ages)
 
     def explain(toward_pneumonia=True):
-        signs = torch.as_tensor(toward_pneumonia, dtype=torch.float32, device=logits.device)
-        signs = (signs.expand(len(logits)) if signs.ndim == 0 else signs) * 2 - 1
+        signs = _signs(toward_pneumonia, logits)
         stage, feature_map = recorded.get("cnn", (None, None))
         grads = {}
         if feature_map is not None and feature_map.requires_grad:
@@ -135,17 +142,56 @@ def traced_forward(model, images, ages):
                 if stage is not None:
                     final = gated_gradcam(gradcam(stage[row].detach(), _zeros_if_none(grads["stage"], stage)[row]), final)
                 maps["cnn"] = smooth(_normalise(final, size))
-            if "vit" in recorded:
-                cam = patch_cam(model, recorded["vit"][row].detach(), float(signs[row]))
-                if cam is not None:
-                    maps["vit"] = _normalise(cam, size)
-            combined = maps.get("cnn", maps.get("vit"))
-            if combined is None:
-                combined = np.zeros((size, size), dtype=np.float32)
-            out.append(Heatmaps(combined, maps.get("cnn"), maps.get("vit")))
+            out.append(_heatmaps(model, maps, recorded.get("vit"), row, float(signs[row])))
         return out
 
     return [f.detach() for f in features], logits.detach(), explain
+
+
+@torch.inference_mode()
+def _cam_forward(model, images, ages):
+    """:func:`traced_forward` for a model whose CNN map is its CAM (``HybridNet.cnn_evidence``): no autograd at all."""
+    size = model.config.image_size
+    features, recorded = [], {}
+    for name in model.image_branches:
+        if name == "cnn":
+            feature_map = model.cnn.forward_features(images)
+            recorded["cnn"] = model.cnn_evidence(feature_map) if model.config.fusion == "mean" else None
+            features.append(model.cnn.forward_head(feature_map))
+        else:
+            recorded["vit"] = model.vit.forward_features(fit_to(model.vit, images))
+            features.append(model.pool_vit(recorded["vit"]))
+    logits = model.fuse(features, ages)
+
+    def explain(toward_pneumonia=True):
+        signs = _signs(toward_pneumonia, logits)
+        cams = recorded.get("cnn")
+        return [_heatmaps(model, {} if cams is None else {"cnn": cam_heatmap(cams[row], size, float(signs[row]))},
+                          recorded.get("vit"), row, float(signs[row]))
+                for row in range(len(logits))]
+
+    return features, logits, explain
+
+
+def _signs(toward_pneumonia, logits):
+    """+1 (evidence for PNEUMONIA) or −1 (for NORMAL) per row."""
+    signs = torch.as_tensor(toward_pneumonia, dtype=torch.float32, device=logits.device)
+    return (signs.expand(len(logits)) if signs.ndim == 0 else signs) * 2 - 1
+
+
+def _heatmaps(model, maps, vit_tokens, row, sign):
+    """One row's :class:`Heatmaps`: the CNN map given, the ViT patch CAM where the config shows it."""
+    size = model.config.image_size
+    if vit_tokens is not None and "vit" in model.config.maps:
+        cam = patch_cam(model, vit_tokens[row].detach(), sign)
+        if cam is not None:
+            maps["vit"] = _normalise(cam, size)
+    if "cnn" not in model.config.maps:
+        maps.pop("cnn", None)
+    combined = maps.get("cnn", maps.get("vit"))
+    if combined is None:
+        combined = np.zeros((size, size), dtype=np.float32)
+    return Heatmaps(combined, maps.get("cnn"), maps.get("vit"))
 
 
 def _zeros_if_none(grad, like):

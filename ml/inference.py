@@ -250,5 +250,5 @@ class Predictor:
         return answers
 
     def explain(self, image, *, age=None, label=PNEUMONIA):
-        """Heatmaps (combined = CNN Grad-CAM at 14×14, CNN, ViT patch CAM) for the label given to this image."""
+        """Heatmaps (combined = the CNN map; the ViT map where the config shows it: ``ml.explain``) for the label given."""
         return explain_image(self.model, image, age=model_age(self.card, age), toward_pneumonia=label == PNEUMONIA)

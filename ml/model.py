@@ -75,7 +75,7 @@ class HybridNet(nn.Module):
             raise ValueError(f"Unknown or no branches: {config.branches}")
         if config.fusion not in ("mean", "concat"):
             raise ValueError(f"Unknown fusion {config.fusion!r}")
-        self.cnn = create_backbone(config.cnn) if "cnn" in config.branches else None
+        self.cnn = create_backbone(config.cnn, **config.cnn_kwargs) if "cnn" in config.branches else None
         self.vit = create_backbone(config.vit, **config.vit_kwargs) if "vit" in config.branches else None
         self.age = AgeBranch(config.age_hidden) if "age" in config.branches else None
         if config.fusion == "mean":
@@ -115,6 +115,16 @@ class HybridNet(nn.Module):
         if name == "cnn":
             return self.cnn(images)
         return self.pool_vit(self.vit.forward_features(fit_to(self.vit, images)))
+
+    def cnn_evidence(self, feature_map):
+        """("mean" fusion) The CNN branch's class-activation map: (n, h, w), each location's share of the
+        branch logit, Σ_c w_c/scale_c · (A_c(x, y) − μ_c). Its spatial mean plus the head's bias is the
+        branch's logit (the pooled-linear head makes CAM exact: Zhou et al. 2016), so the heatmap
+        needs no backward pass; ``feature_map``: the CNN's final (n, C, h, w) map."""
+        head = self.heads["cnn"]
+        weight = head.linear.weight[0].float() / head.scale.float()
+        centred = feature_map.float() - head.mean.float()[None, :, None, None]
+        return torch.einsum("nchw,c->nhw", centred, weight)
 
     def pool_vit(self, tokens):
         """The ViT's pooled feature from its (normalised) output tokens."""

@@ -13,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..config import DEFAULT_PRESET
+from ..config import TRAIN_PRESET
 from ..training.data import parse_source
 from ..training.loop import train
 
@@ -36,7 +36,8 @@ def parse_args(argv=None):
     parser.add_argument("--data", type=parse_source, action="append", required=True, metavar="NAME=PATH",
                         help="a training source (repeat for several)")
     parser.add_argument("--out", type=Path, required=True, help="weights path (.safetensors); the card goes beside it")
-    parser.add_argument("--preset", default=DEFAULT_PRESET)
+    # v3's recipe from pretrained weights; the shipped preset (v4, "focus") is trained from v3 by ml.cli.train_focus.
+    parser.add_argument("--preset", default=TRAIN_PRESET)
     parser.add_argument("--name", help="model name shown on every prediction")
     parser.add_argument("--branches", help="comma-separated subset of cnn,vit,age (ablations)")
     parser.add_argument("--val-fraction", type=named_float, action="append", metavar="[NAME=]F",

@@ -42,8 +42,9 @@ class AugmentConfig:
     p_clahe: float = 0.2
 
 
-def random_resized_crop(image, rng, scale, ratio):
-    width, height = image.size
+def crop_box(size, rng, scale, ratio):
+    """(left, top, right, bottom) of a random crop of an image of ``size``, or None after 10 misses."""
+    width, height = size
     area = width * height
     for _ in range(10):
         target = area * rng.uniform(*scale)
@@ -51,8 +52,13 @@ def random_resized_crop(image, rng, scale, ratio):
         w, h = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
         if 0 < w <= width and 0 < h <= height:
             left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
-            return image.crop((left, top, left + w, top + h))
-    return image
+            return left, top, left + w, top + h
+    return None
+
+
+def random_resized_crop(image, rng, scale, ratio):
+    box = crop_box(image.size, rng, scale, ratio)
+    return image.crop(box) if box else image
 
 
 def rotate(image, rng, degrees):

@@ -238,11 +238,14 @@ class PredictionAdmin(AuditedCsvExport, AdminStyles, OwnedQuerysetMixin, admin.M
         if not obj.heatmap:
             return image
         heatmap = reverse("prediction_heatmap", args=[obj.pk, "combined"])
+        # Only the maps the job stored: v4 stores no ViT map (it did not pass the pointing test).
+        links = format_html_join(" · ", '<a href="{}">{}</a>', (
+            (reverse("prediction_heatmap", args=[obj.pk, branch]), title)
+            for branch, title in (("combined", "combined"), ("cnn", "CNN"), ("vit", "ViT"))
+            if getattr(obj, Prediction.HEATMAP_BRANCHES[branch])))
         return format_html(
-            '<div class="pw-overlay">{}<img src="{}" alt="Heatmap" class="heatmap-overlay"></div>'
-            '<p>Heatmap: <a href="{}">combined</a> · <a href="{}">CNN</a> · <a href="{}">ViT</a></p>',
-            image, heatmap, heatmap, reverse("prediction_heatmap", args=[obj.pk, "cnn"]),
-            reverse("prediction_heatmap", args=[obj.pk, "vit"]),
+            '<div class="pw-overlay">{}<img src="{}" alt="Heatmap" class="heatmap-overlay"></div><p>Heatmap: {}</p>',
+            image, heatmap, links,
         )
 
     @admin.display(description="MRN", ordering="study__patient__mrn")

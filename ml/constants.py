@@ -23,6 +23,9 @@ HISTOGRAM_BINS = 10
 
 # The checkpoint shipped with the repository: the worker's and the CLIs' default.
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_WEIGHTS = REPO_ROOT / "models" / "pneumoweb-v3.safetensors"
+DEFAULT_WEIGHTS = REPO_ROOT / "models" / "pneumoweb-v4.safetensors"
+# The previous model, kept beside it: the base v4 was trained from (ml.cli.train_focus), and the model
+# whose recorded answers prove the shared forward path (tests/fixtures/pneumoweb-v3-answers.json).
+V3_WEIGHTS = REPO_ROOT / "models" / "pneumoweb-v3.safetensors"
 # Autocast of the worker's forward passes (PNEUMOWEB_PRECISION); auto: bf16 on CUDA, fp32 elsewhere.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

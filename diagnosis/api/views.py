@@ -223,7 +223,7 @@ class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("branch", str, enum=list(Prediction.HEATMAP_BRANCHES), default="combined")],
-        responses={(200, "image/png"): OpenApiResponse(description="Heatmap (combined = CNN Grad-CAM at 14×14; cnn; vit = ViT patch CAM), RGBA PNG to overlay on the X-ray"),
+        responses={(200, "image/png"): OpenApiResponse(description="Heatmap (combined = the CNN map: v4 its class-activation map; cnn; vit = ViT patch CAM, made by v3 only: 404 where the model made none), RGBA PNG to overlay on the X-ray"),
                    409: FILE_CHANGED},
     )
     @action(detail=True, methods=["get"])

@@ -150,14 +150,16 @@ def test_it_uploads_an_xray_and_shows_the_result_without_a_reload(stack, page, t
     wait_for_js(page, "document.getElementById('heatmap').complete "
                            "&& document.getElementById('heatmap').naturalWidth > 0")
     assert heatmap.get_attribute("src").endswith("/heatmap/combined.png")
-    assert api["heatmaps"]["cnn"] and api["heatmaps"]["vit"]
+    # the shipped model (v4) makes no ViT map: the API names none and the page offers none
+    assert api["heatmaps"]["cnn"] and "vit" not in api["heatmaps"]
     page.fill("#heatmap-opacity", "30")
     assert heatmap.evaluate("e => e.style.opacity") == "0.3"
     page.uncheck("[data-testid=heatmap-toggle]")
     expect(heatmap).to_be_hidden()
     page.check("[data-testid=heatmap-toggle]")
-    page.select_option("#heatmap-branch", "vit")
-    expect(heatmap).to_have_attribute("src", re.compile(r"/heatmap/vit\.png$"))
+    page.select_option("#heatmap-branch", "combined")
+    expect(heatmap).to_have_attribute("src", re.compile(r"/heatmap/combined\.png$"))
+    assert page.locator("#heatmap-branch option").all_inner_texts() == ["CNN (default)"]
     wait_for_js(page, "document.getElementById('heatmap').complete "
                            "&& document.getElementById('heatmap').naturalWidth > 0")
 

@@ -85,12 +85,13 @@ def test_it_rejects_a_blank_image():
 def test_it_accepts_a_real_xray_and_stores_its_heatmaps():
     prediction = run(PredictionFactory(study__xray="pneumonia-2.jpeg"))
     assert prediction.status == Prediction.Status.SUCCEEDED and prediction.ood is False and prediction.label
-    for field in (prediction.heatmap, prediction.heatmap_cnn, prediction.heatmap_vit):
+    for field in (prediction.heatmap, prediction.heatmap_cnn):
         with field.open("rb") as fh:
             image = Image.open(fh)
             assert image.format == "PNG" and image.mode == "RGBA" and image.size == (224, 224)
-    # The combined map is the CNN map: one file named by both fields; the ViT map has its own.
-    assert prediction.heatmap.name == prediction.heatmap_cnn.name != prediction.heatmap_vit.name
+    # The combined map is the CNN map: one file named by both fields. The shipped model (v4) makes no ViT map:
+    # it did not pass the pointing test on validation (docs/MODEL_CARD.md).
+    assert prediction.heatmap.name == prediction.heatmap_cnn.name and not prediction.heatmap_vit
 
 
 def test_it_stores_no_heatmap_for_a_rejected_input():
@@ -161,10 +162,12 @@ def test_it_fails_a_prediction_whose_image_is_not_the_one_stored_and_never_runs_
 def test_it_records_the_sha256_of_each_heatmap_it_stores():
     prediction = run(PredictionFactory(study__xray="pneumonia-2.jpeg"))
     assert prediction.status == Prediction.Status.SUCCEEDED
-    for field in Prediction.HEATMAP_BRANCHES.values():
-        stored = getattr(prediction, field)
-        with stored.open("rb") as fh:
+    stored_fields = [field for field in Prediction.HEATMAP_BRANCHES.values() if getattr(prediction, field)]
+    assert stored_fields == ["heatmap", "heatmap_cnn"]  # the shipped model (v4) makes no ViT map
+    for field in stored_fields:
+        with getattr(prediction, field).open("rb") as fh:
             assert getattr(prediction, f"{field}_sha256") == hashlib.sha256(fh.read()).hexdigest()
+    assert prediction.heatmap_vit_sha256 == ""  # no map, no digest
 
 
 def test_it_marks_a_soft_time_limit_failed(monkeypatch):

@@ -24,7 +24,10 @@ from ml.populations import OperatingPoint, operating_points
 from ml.training import calibration
 from ml.training.calibration import BAND_RULE, add_bands, borderline_band, calibrate_population
 
-from .test_ml_forward_path import RECORDED, film
+from .test_ml_forward_path import FIXTURES, film
+
+# The shipped model's answers on the bundled films (recorded when it shipped: tests/ml/test_ml_forward_path.py).
+RECORDED = json.loads((FIXTURES / "pneumoweb-v4-answers.json").read_text())
 
 # --- the band on synthetic scores ----------------------------------------------------------------
 
@@ -231,10 +234,11 @@ def test_it_marks_accepted_studies_inside_the_shipped_band_without_changing_the_
         else:
             assert answer.borderline == shipped.points[answer.population].is_borderline(answer.probability)
     flags = {(row["film"], row["age"]): a.borderline for row, a in zip(RECORDED["answers"], answers, strict=True)}
-    assert flags[("normal-1.jpeg", 3.5)] is True  # P 0.138 in the pediatric band around 0.083
-    assert flags[("normal-1.jpeg", 40.0)] is False  # P 0.109: below the adult band
-    assert flags[("adult-normal-1.jpeg", 40.0)] is True  # P 0.493 in the adult band around 0.185
-    assert flags[("pneumonia-1.jpeg", 3.5)] is False  # P 0.775: far from both
+    assert flags[("normal-1.jpeg", 3.5)] is True  # P 0.067 in the pediatric band [0.040, 0.182] around 0.069
+    assert flags[("adult-normal-1.jpeg", 3.5)] is True  # P 0.108, above the threshold, inside the same band
+    assert flags[("normal-1.jpeg", 40.0)] is False  # P 0.040: below the adult band [0.098, 0.365]
+    assert flags[("adult-normal-1.jpeg", 40.0)] is False  # P 0.072: below it too
+    assert flags[("pneumonia-1.jpeg", 3.5)] is False  # P 0.804: far from both
 
 
 def test_it_marks_only_accepted_studies_and_nothing_without_a_band(shipped, items):

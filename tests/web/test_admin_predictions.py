@@ -103,11 +103,14 @@ def test_it_filters_and_shows_rejected_inputs_with_their_reason(reviewer_client,
 
 
 def test_it_lays_the_heatmap_over_the_xray_on_the_change_page(reviewer_client, patient):
-    with_map = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, heatmap="heatmaps/x.png")
+    with_map = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, heatmap="heatmaps/x.png",
+                                 heatmap_cnn="heatmaps/x.png")
     without = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
     html = reviewer_client.get(change_url(with_map)).content.decode()
-    for branch in ("combined", "cnn", "vit"):
+    for branch in ("combined", "cnn"):
         assert reverse("prediction_heatmap", args=[with_map.pk, branch]) in html
+    # no ViT map stored (v4 makes none): no link to a 404
+    assert reverse("prediction_heatmap", args=[with_map.pk, "vit"]) not in html
     assert 'class="heatmap-overlay"' in html
     assert "heatmap-overlay" not in reviewer_client.get(change_url(without)).content.decode()
 

@@ -84,6 +84,15 @@ def test_it_overlays_the_heatmap_with_controls(logged_in, patient):
     assert Client().get(src).status_code == 302  # login required
 
 
+def test_it_offers_the_vit_map_only_where_the_job_stored_one(logged_in, patient):
+    with_vit = with_heatmaps(PredictionFactory(study=StudyFactory(patient=patient), succeeded=True))
+    assert '<option value="vit">ViT</option>' in logged_in.get(url(with_vit)).content.decode()
+    cnn_only = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, heatmap="heatmaps/x.png",
+                                 heatmap_cnn="heatmaps/x.png")
+    html = logged_in.get(url(cnn_only)).content.decode()
+    assert 'id="heatmap-branch"' in html and '<option value="vit">' not in html
+
+
 def test_it_gives_no_verdict_for_a_rejected_input(logged_in, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), rejected=True)
     html = logged_in.get(url(prediction)).content.decode()

@@ -253,8 +253,8 @@ def render_pdf(facts, picture_png):
         story.append(table(rows))
     if facts.warnings:
         story += [gap(0.1), p("Intended-use warnings", "Heading3")] + [p(f"• {w}") for w in facts.warnings]
-    caption = "The X-ray" + ("" if facts.refused else " with the heatmap of where the model found evidence for the "
-                                                      "label (the CNN's class-activation map): not a lesion outline")
+    caption = "The X-ray" + ("" if facts.refused else " with where the model found evidence for the label: "
+                                                      "not a lesion outline")
     image = PdfImage(io.BytesIO(picture_png))
     scale = min(6 * cm / image.imageWidth, 6 * cm / image.imageHeight)
     image.drawWidth, image.drawHeight = image.imageWidth * scale, image.imageHeight * scale

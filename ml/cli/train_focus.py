@@ -109,7 +109,6 @@ def assemble(base_path, model, chosen, card, history, args, counts):
                             "rereads": counts, "trained": "cnn.* and heads.cnn.* only; the rest is the base's"}},
         pending=["ml.cli.calibrate", "ml.cli.fit_ood", "ml.cli.fit_subtype"],
     )
-    card["name"] = args.name
     return save_checkpoint(model.cpu().to(memory_format=torch.contiguous_format), card, args.out)
 
 

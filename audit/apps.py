@@ -11,7 +11,7 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self):
-        from core import backup
+        from core import backup, periodic
         from core.sessions import signed_out
 
         from . import pseudonyms, seals
@@ -19,6 +19,7 @@ class AuditConfig(AppConfig):
 
         pseudonyms.install()
         backup.after_restore(seals.new_anchor_after_restore)
+        periodic.register("seal-audit", "PNEUMOWEB_AUDIT_SEAL_SECONDS", seals.seal_round)
 
         # Sign-outs the server makes (idle, everywhere) are on the record; core, below, only announces them.
         signed_out.connect(record_sign_out, dispatch_uid="audit.trail.record_sign_out")

@@ -5,8 +5,8 @@ Contract
   read of any other row, so concurrent requests, workers and listeners neither wait for each other
   nor fail because of the trail (``bench/bench_audit.py`` measures writers with and without a
   sealer running beside them).
-- ``seal_due()`` (every minute from the worker's reconciler, or ``manage.py seal_audit`` from
-  cron) seals every entry older than ``PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS`` and not yet sealed.
+- ``seal_due()`` (the periodic job ``seal-audit``, every ``PNEUMOWEB_AUDIT_SEAL_SECONDS``, or
+  ``manage.py seal_audit`` from cron) seals every entry older than ``PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS`` and not yet sealed.
   A seal covers an id range ``(previous seal's last id, last_id]`` and lists every entry in it
   with the sha256 of the entry's canonical JSON; its digest is the sha256 of its own fields and
   the previous seal's digest, so the seals form one chain. Seals are numbered 1, 2, …; the
@@ -89,6 +89,12 @@ def seal_due(*, now=None):
     if made:
         export_seals()
     return made
+
+
+def seal_round():
+    """Seal the audit entries older than PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS (periodic job ``seal-audit``)."""
+    made = seal_due()
+    return {"seals": len(made), "entries": sum(seal.count for seal in made)}
 
 
 def _seal_one(*, now=None):

@@ -8,6 +8,7 @@ from django.utils.safestring import mark_safe
 
 from audit.admin import AuditedCsvExport
 from audit.pseudonyms import patient_pseudonym
+from core.admin import ReadOnlyAdmin
 
 from .erasure import ErasureRefused, approve, request_erasure
 from .models import Erasure, Patient, Prediction, Study
@@ -99,7 +100,7 @@ class PatientAdmin(OwnedQuerysetMixin, admin.ModelAdmin):
 
 
 @admin.register(Erasure)
-class ErasureAdmin(admin.ModelAdmin):
+class ErasureAdmin(ReadOnlyAdmin):
     """Erasures requested and done: read-only; with the two-person rule, approved here by another administrator."""
 
     list_display = ["pk", "patient_pseudonym", "status", "requested_by", "requested_at", "approved_by", "done_at"]
@@ -112,15 +113,6 @@ class ErasureAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_superuser
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_approve_permission(self, request):
         return request.user.is_active and request.user.is_superuser

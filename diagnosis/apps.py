@@ -8,10 +8,10 @@ class DiagnosisConfig(AppConfig):
     def ready(self):
         from auditlog.registry import auditlog
 
-        from core import backup
+        from core import backup, periodic
 
         from . import erasure
-        from .jobs import lease, worker
+        from .jobs import dispatch, lease, worker
         from .models import Erasure, Patient, Prediction, Report, Study
 
         # Changes to these rows go to the audit trail (audit/); files, FHIR and lease bookkeeping do not.
@@ -29,6 +29,9 @@ class DiagnosisConfig(AppConfig):
         auditlog.register(Report, exclude_fields=["pdf", "pdf_sha256", "fhir", "review_state"])
         auditlog.register(Erasure, mask_fields=["reason"], **masked)
         worker.connect()
+        periodic.register("requeue-and-resend", "PNEUMOWEB_RECONCILE_SECONDS", dispatch.requeue_and_resend)
+        periodic.register("sweep-orphan-files", "PNEUMOWEB_SWEEP_SECONDS", dispatch.sweep_orphan_files)
+        periodic.register("forget-idempotency-keys", "PNEUMOWEB_SWEEP_SECONDS", dispatch.forget_idempotency_keys)
         # After a restore: first the erasures made since the backup, then the jobs left in flight.
         backup.before_restore(erasure.check_log)
         backup.after_restore(erasure.reapply_logged)

@@ -3,18 +3,9 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from core.admin import ReadOnlyAdmin as ReadOnly
+
 from .models import Destination, Export, ImagingStudy, Instance
-
-
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class InstanceInline(admin.TabularInline):

@@ -14,12 +14,16 @@ class PacsConfig(AppConfig):
     def ready(self):
         from auditlog.registry import auditlog
 
+        from core import periodic
         from diagnosis.erasure import patient_erasing
 
+        from . import housekeeping
         from .erasure import erase_pacs_rows
         from .models import Destination, Instance
 
         patient_erasing.connect(erase_pacs_rows, dispatch_uid="pacs.erasure.erase_pacs_rows")
+        periodic.register("pacs-round", "PNEUMOWEB_PACS_TICK_SECONDS", housekeeping.tick)
+        periodic.register("sweep-held-pixels", "PNEUMOWEB_PACS_SWEEP_SECONDS", housekeeping.sweep_round)
 
         # Who sent what, when, and what was skipped and why, in the audit trail beside the records'
         # changes; the header (identifiers) and the held pixels stay out of it.

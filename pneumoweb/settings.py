@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ml import constants as limits
 
-from .env import env, env_bool, env_choice, env_float, env_int, env_list
+from .env import env, env_bool, env_choice, env_float, env_int, env_list, unknown_names
 from .var_dir import broker_folders, default_var_dir, read_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -317,12 +317,19 @@ PNEUMOWEB_LEASE_SECONDS = env_int("PNEUMOWEB_LEASE_SECONDS", 30)
 PNEUMOWEB_RECONCILE_SECONDS = env_int("PNEUMOWEB_RECONCILE_SECONDS", 10)
 PNEUMOWEB_RESEND_AFTER_SECONDS = env_int("PNEUMOWEB_RESEND_AFTER_SECONDS", 60)
 PNEUMOWEB_ORPHAN_GRACE_SECONDS = env_int("PNEUMOWEB_ORPHAN_GRACE_SECONDS", 3600)
+# The other periodic jobs (core/periodic.py; `manage.py periodic` lists each job's last run), every
+# interval in seconds, 0 turning a job off: files no row names and expired Idempotency-Keys are swept
+# every SWEEP, the audit trail sealed every AUDIT_SEAL, the DICOM path's held pixels swept every
+# PACS_SWEEP (its round of sending is PNEUMOWEB_PACS_TICK_SECONDS below).
+PNEUMOWEB_SWEEP_SECONDS = env_int("PNEUMOWEB_SWEEP_SECONDS", 60)
+PNEUMOWEB_AUDIT_SEAL_SECONDS = env_int("PNEUMOWEB_AUDIT_SEAL_SECONDS", 60)
+PNEUMOWEB_PACS_SWEEP_SECONDS = env_int("PNEUMOWEB_PACS_SWEEP_SECONDS", 600)
 if PNEUMOWEB_LEASE_SECONDS <= 2 * PNEUMOWEB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("PNEUMOWEB_LEASE_SECONDS must exceed twice PNEUMOWEB_HEARTBEAT_SECONDS")
 
 # --- Audit trail seals (audit/seals.py; docs/OPERATIONS.md "Audit trail") -----------------------
-# Entries older than the grace are sealed into a hash chain once a minute by the worker's
-# reconciler (or `manage.py seal_audit`), and each seal is appended to the file below, which is
+# Entries older than the grace are sealed into a hash chain every PNEUMOWEB_AUDIT_SEAL_SECONDS by the
+# periodic job seal-audit (or `manage.py seal_audit`), and each seal is appended to the file below, which is
 # meant to be shipped to an append-only store: it is what shows a removed tail.
 PNEUMOWEB_AUDIT_SEAL_FILE = Path(env("PNEUMOWEB_AUDIT_SEAL_FILE", VAR_DIR / "audit-seals.jsonl"))
 PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS = env_int("PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS", 300)
@@ -351,7 +358,7 @@ PNEUMOWEB_PACS_READERS_GROUP = env("PNEUMOWEB_PACS_READERS_GROUP", "pacs-reader"
 # A study is assessed once no instance of it arrived for this long (modalities send a study's
 # images one association at a time, seconds apart).
 PNEUMOWEB_PACS_QUIET_SECONDS = env_int("PNEUMOWEB_PACS_QUIET_SECONDS", 30)
-# How often the listener's housekeeping closes quiet studies and sends results back.
+# How often the periodic job pacs-round closes quiet studies and sends results back.
 PNEUMOWEB_PACS_TICK_SECONDS = env_float("PNEUMOWEB_PACS_TICK_SECONDS", 2.0)
 # Sending results: attempts before an export is marked failed, and the first back-off (doubled each time).
 PNEUMOWEB_DICOM_EXPORT_ATTEMPTS = env_int("PNEUMOWEB_DICOM_EXPORT_ATTEMPTS", 6)
@@ -412,3 +419,8 @@ REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Token",
     "AUTO_REFRESH": False,
 }
+
+# Last: every PNEUMOWEB_* variable above has been read; one set that none of them names is reported
+# by the system checks (`manage.py check`, migrate, bin/run): core/checks.py warns, naming the closest
+# known name.
+PNEUMOWEB_UNKNOWN_ENVIRONMENT = unknown_names()

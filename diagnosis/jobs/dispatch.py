@@ -3,27 +3,28 @@
 The prediction row is a transactional outbox: it is committed together with the study, and
 ``dispatch`` hands its job to the broker after the commit. A broker that is down at that moment
 does not fail the upload — the row stays queued with no ``dispatched_at`` — and the
-**reconciler**, a thread in every worker's main process (and ``manage.py reconcile``), keeps
-the broker honest every ``PNEUMOWEB_RECONCILE_SECONDS``:
+**reconciler** — periodic jobs registered here and run by the one scheduler (``core/periodic.py``:
+a thread in every worker's main process and in the DICOM listener), or ``manage.py reconcile`` —
+keeps the broker honest:
 
-1. a running job whose lease has not been renewed for ``PNEUMOWEB_LEASE_SECONDS`` lost its worker:
-   it goes back to queued (or to failed after ``MAX_ATTEMPTS``: ``lease.requeue_abandoned``);
+1. every ``PNEUMOWEB_RECONCILE_SECONDS`` (job ``requeue-and-resend``): a running job whose lease
+   has not been renewed for ``PNEUMOWEB_LEASE_SECONDS`` lost its worker: it goes back to queued (or to failed after ``MAX_ATTEMPTS``: ``lease.requeue_abandoned``);
 2. a queued job never sent, or sent more than ``PNEUMOWEB_RESEND_AFTER_SECONDS`` ago and still not
    started (a broker that lost its data, a restarted Redis), is sent again — a duplicate message is
    harmless, the job's claim is idempotent;
-3. files under the media folders that no row names and that are older than
+3. every ``PNEUMOWEB_SWEEP_SECONDS`` (jobs ``sweep-orphan-files``, ``forget-idempotency-keys``): files
+   under the media folders that no row names and that are older than
    ``PNEUMOWEB_ORPHAN_GRACE_SECONDS`` (a process killed between writing a file and its row) are deleted,
-   and so are Idempotency-Keys past ``PNEUMOWEB_IDEMPOTENCY_TTL_HOURS``; with them (once a minute),
-   the audit entries older than ``PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS`` are sealed (``audit.seals``).
+   and so are Idempotency-Keys past ``PNEUMOWEB_IDEMPOTENCY_TTL_HOURS``. (The audit trail's sealing is
+   the ``audit`` app's own job.)
 
 Several workers may reconcile at once: every step is a conditional UPDATE or an idempotent send.
 """
 
 import logging
-import threading
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.utils import timezone
 
 from audit.seals import seal_due
@@ -71,8 +72,25 @@ def sweep_orphans(now=None):
     return sweep_unnamed(("studies", "heatmaps", "reports"), now=now)
 
 
+def requeue_and_resend():
+    """Requeue jobs whose worker was lost; send again the ones the broker lost."""
+    done = requeue_abandoned()
+    done["resent"] = resend_lost()
+    return done
+
+
+def forget_idempotency_keys():
+    """Forget Idempotency-Keys past PNEUMOWEB_IDEMPOTENCY_TTL_HOURS."""
+    return {"forgotten": IdempotentRequest.forget_expired()}
+
+
+def sweep_orphan_files():
+    """Delete stored files no row names, past PNEUMOWEB_ORPHAN_GRACE_SECONDS."""
+    return {"deleted": len(sweep_orphans())}
+
+
 def reconcile(*, sweep=True):
-    """One round of the three steps above; returns what it did."""
+    """All of the steps above at once (``manage.py reconcile``); returns what it did."""
     refresh_connection()
     done = requeue_abandoned()
     done["resent"] = resend_lost()
@@ -83,40 +101,3 @@ def reconcile(*, sweep=True):
     if done["requeued"] or done["failed"] or done["resent"]:
         log.info("Reconciled predictions: %s", done)
     return done
-
-
-class Reconciler:
-    """``reconcile()`` every PNEUMOWEB_RECONCILE_SECONDS on a daemon thread; a round that fails is logged and retried."""
-
-    def __init__(self):
-        self._stop = threading.Event()
-        self._thread = None
-
-    def start(self):
-        if self._thread is not None or settings.PNEUMOWEB_RECONCILE_SECONDS <= 0:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _run(self):
-        rounds = 0
-        while not self._stop.wait(settings.PNEUMOWEB_RECONCILE_SECONDS):
-            try:
-                # The file sweep walks the media folders: once a minute is plenty.
-                reconcile(sweep=rounds % max(1, round(60 / settings.PNEUMOWEB_RECONCILE_SECONDS)) == 0)
-            except Exception:  # noqa: BLE001 - a database or broker outage: try again next round
-                log.warning("Reconciliation round failed; retrying in %s s", settings.PNEUMOWEB_RECONCILE_SECONDS,
-                            exc_info=True)
-            finally:
-                connection.close()
-            rounds += 1
-
-
-reconciler = Reconciler()

@@ -1,4 +1,4 @@
-"""The Celery worker's signal handlers: share the cores, load the model, run the reconciler.
+"""The Celery worker's signal handlers: share the cores, load the model, run the periodic jobs.
 
 Connected in ``DiagnosisConfig.ready`` (``connect()``), so every process that sets Django up —
 the worker's main process and each pool child — has them; in web processes they never fire.
@@ -9,7 +9,8 @@ import os
 from celery.signals import celeryd_init, worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 
-from .dispatch import reconciler
+from core.periodic import scheduler
+
 from .predictor import get_predictor, set_torch_threads
 
 _torch_threads = 0  # 0: torch's default (a worker started without celeryd_init, e.g. in tests)
@@ -32,16 +33,17 @@ def load_model_in_new_worker_process(**kwargs):
     get_predictor()
 
 
-def start_reconciler(sender=None, **kwargs):
-    reconciler.start()
+def start_periodic_jobs(sender=None, **kwargs):
+    # The main process, not the pool children: one scheduler per worker (core/periodic.py).
+    scheduler.start()
 
 
-def stop_reconciler(**kwargs):
-    reconciler.stop()
+def stop_periodic_jobs(**kwargs):
+    scheduler.stop()
 
 
 def connect():
     celeryd_init.connect(share_the_cores_among_pool_processes)
     worker_process_init.connect(load_model_in_new_worker_process)
-    worker_ready.connect(start_reconciler)
-    worker_shutdown.connect(stop_reconciler)
+    worker_ready.connect(start_periodic_jobs)
+    worker_shutdown.connect(stop_periodic_jobs)

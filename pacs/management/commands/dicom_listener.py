@@ -1,11 +1,11 @@
-"""Receive studies over DICOM and send results back: the listener plus its housekeeping thread."""
+"""Receive studies over DICOM and send results back: the listener plus the periodic jobs' scheduler."""
 
 import signal
 import threading
 
 from django.core.management.base import BaseCommand
 
-from pacs.housekeeping import Housekeeper
+from core.periodic import scheduler
 from pacs.listener import serve
 
 
@@ -14,8 +14,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         server = serve(block=False)
-        housekeeper = Housekeeper()
-        housekeeper.start()
+        scheduler.start()  # pacs-round sends the results back (and the other periodic jobs run here too)
         stopping = threading.Event()
         for name in (signal.SIGTERM, signal.SIGINT):
             signal.signal(name, lambda *args: stopping.set())
@@ -24,4 +23,4 @@ class Command(BaseCommand):
         self.stdout.flush()
         stopping.wait()
         server.shutdown()
-        housekeeper.stop()
+        scheduler.stop()

@@ -18,6 +18,7 @@ class CoreConfig(AppConfig):
         from django.db.models.signals import post_save, pre_save
 
         from . import backup, idle, sessions
+        from .checks import check_unknown_environment
 
         backup.after_restore(sessions.end_every_session_after_restore)
 
@@ -29,3 +30,4 @@ class CoreConfig(AppConfig):
         post_save.connect(sessions.end_everything_after_password_change, sender=user,
                           dispatch_uid="core.sessions.end_after_password")
         checks.register(sessions.check_session_engine, checks.Tags.security)
+        checks.register(check_unknown_environment)

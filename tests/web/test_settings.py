@@ -84,3 +84,36 @@ def test_first_starts_at_once_share_one_key(tmp_path):
         list(pool.map(lambda _: prepare(tmp_path), range(16)))
     assert len((tmp_path / "secret_key").read_text()) > 40
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".secret_key-")] == []
+
+
+# --- unknown PNEUMOWEB_* names: a system check, tested in-process ---------------------------------
+
+
+def test_it_warns_of_a_pneumoweb_variable_no_setting_reads_naming_the_closest(monkeypatch):
+    from django.core.management import call_command
+
+    from core.checks import check_unknown_environment
+    from pneumoweb.env import unknown_names
+
+    monkeypatch.setenv("PNEUMOWEB_RECONCILE_SECOND", "3")  # a typo: the default would stay in force
+    monkeypatch.setenv("PNEUMOWEB_ZZZ_QQQ", "1")
+    monkeypatch.setenv("PNEUMOWEB_TEST_POSTGRES_URL", "postgres://x")  # the test suite's own: not a setting
+    found = dict(unknown_names())
+    assert found == {"PNEUMOWEB_RECONCILE_SECOND": "PNEUMOWEB_RECONCILE_SECONDS", "PNEUMOWEB_ZZZ_QQQ": None}
+
+    from django.test import override_settings
+
+    with override_settings(PNEUMOWEB_UNKNOWN_ENVIRONMENT=unknown_names()):
+        warnings = check_unknown_environment()
+        assert [w.id for w in warnings] == ["pneumoweb.W001", "pneumoweb.W001"]
+        assert warnings[0].msg == ("PNEUMOWEB_RECONCILE_SECOND is set, but PneumoWeb has no such setting: "
+                                   "it changes nothing.")
+        assert warnings[0].hint == "Did you mean PNEUMOWEB_RECONCILE_SECONDS?"
+        assert warnings[1].hint == "See the settings table in README.md."
+        call_command("check")  # a warning: the check command still passes
+
+
+def test_it_warns_of_nothing_when_every_variable_is_a_setting():
+    from core.checks import check_unknown_environment
+
+    assert check_unknown_environment() == []

@@ -16,6 +16,7 @@ and ``stack.print_logs_since(marks)`` show what they wrote during one test.
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -45,14 +46,58 @@ START_TIMEOUT = 90
 # --- PostgreSQL: one fresh database per stack ----------------------------------
 
 
-def create_database(server_url):
-    """Create an empty database on the server of ``server_url``; return its URL."""
+def create_database(server_url, template=None):
+    """Create a database on the server of ``server_url`` (empty, or a copy of ``template``); return its URL."""
     import psycopg
 
     name = f"pw_e2e_{uuid.uuid4().hex[:10]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(_psycopg_conninfo(server_url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     return urlunparse(urlparse(server_url)._replace(path=f"/{name}"))
+
+
+# --- migrated once per test process ------------------------------------------------
+# `manage.py migrate` costs ~2.5 s of CPU per stack; a stack's database is instead a copy of one
+# migrated in this process: PostgreSQL's CREATE DATABASE … TEMPLATE, or a copy of a SQLite file.
+# Tests of migrating itself (bin/run on a new machine, restore into an empty database) do not use it.
+
+_migrated = {}
+
+
+def _migrate_into(var_dir, database_url=None):
+    prepare(var_dir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_ENV_PREFIXES)}
+    env.update(PNEUMOWEB_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="pneumoweb.settings")
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    result = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"migrate failed:\n{result.stdout}\n{result.stderr}"
+
+
+def migrated_postgres_template(server_url):
+    """The name of a migrated database on ``server_url``, made once per process, dropped at its exit."""
+    if server_url not in _migrated:
+        import atexit
+        import tempfile
+
+        database_url = create_database(server_url)
+        _migrate_into(Path(tempfile.mkdtemp(prefix="pw-template-")), database_url)
+        atexit.register(drop_database, database_url)
+        _migrated[server_url] = urlparse(database_url).path.lstrip("/")
+    return _migrated[server_url]
+
+
+def migrated_sqlite_file():
+    """A migrated embedded database file, made once per process (copy it: never open it in place)."""
+    if "sqlite" not in _migrated:
+        import tempfile
+
+        var_dir = Path(tempfile.mkdtemp(prefix="pw-template-")) / "var"
+        _migrate_into(var_dir)
+        _migrated["sqlite"] = var_dir / "db.sqlite3"
+    return _migrated["sqlite"]
 
 
 def drop_database(database_url):
@@ -107,8 +152,9 @@ def wait_until(predicate, timeout, what, interval=0.25, explain=lambda: ""):
 
 class Stack:
     def __init__(self, root, *, database_url=None, broker_url=None, collectstatic=False, extra_env=None,
-                 web_workers=1, worker_concurrency=1):
-        """``root``: an empty folder. No ``database_url``/``broker_url``: the embedded defaults."""
+                 web_workers=1, worker_concurrency=1, migrated=False):
+        """``root``: an empty folder. No ``database_url``/``broker_url``: the embedded defaults.
+        ``migrated``: the database is a migrated copy already (``start`` does not migrate)."""
         self.root = Path(root)
         self.var_dir = self.root / "var"
         self.logs_dir = self.root / "logs"
@@ -119,6 +165,7 @@ class Stack:
         self.collectstatic = collectstatic
         self.web_workers = web_workers
         self.worker_concurrency = worker_concurrency
+        self.migrated = migrated
         self.queue = f"pw-e2e-{uuid.uuid4().hex[:10]}"
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -152,7 +199,8 @@ class Stack:
 
     def start(self, users=()):
         """Migrate, create ``users`` ((name, role) pairs, password PASSWORD), start worker and web."""
-        self.manage("migrate", "--noinput")
+        if not self.migrated:
+            self.manage("migrate", "--noinput")
         if self.collectstatic:
             self.manage("collectstatic", "--noinput", "--verbosity", "0")
         # Worker and web start while the users are created: the machine has few cores.
@@ -165,8 +213,7 @@ class Stack:
                 "--access-logfile", "-",
             ],
         )
-        for name, role in users:
-            self.create_user(name, role)
+        self.create_users(users)
         wait_until(self._web_answers, START_TIMEOUT, "the web server to answer", interval=0.5, explain=self.explain)
         self._wait_for_worker()
         return self
@@ -297,6 +344,13 @@ class Stack:
 
     def create_user(self, name, role="clinician", password=PASSWORD):
         self.manage("create_user", name, "--role", role, "--password", password)
+
+    def create_users(self, users, password=PASSWORD):
+        """``create_user`` for each (name, role) pair, in one process (each process costs ~1.5 s of CPU)."""
+        if users:
+            calls = "\n".join(f"call_command('create_user', {name!r}, role={role!r}, password={password!r})"
+                              for name, role in users)
+            self.manage("shell", "-c", f"from django.core.management import call_command\n{calls}")
 
     # --- the worker -------------------------------------------------------------
 
@@ -445,9 +499,13 @@ class Stack:
 
 @contextlib.contextmanager
 def running_stack(root, *, database_url=None, broker_url=None, users=(), **kwargs):
-    """A started Stack; with a PostgreSQL ``database_url`` (a server URL), on a fresh database."""
-    own_database = create_database(database_url) if database_url else None
-    stack = Stack(root, database_url=own_database, broker_url=broker_url, **kwargs)
+    """A started Stack; with a PostgreSQL ``database_url`` (a server URL), on a fresh database — a copy
+    of one migrated once per process, as the embedded database is a copy of a migrated file."""
+    own_database = create_database(database_url, template=migrated_postgres_template(database_url)) \
+        if database_url else None
+    stack = Stack(root, database_url=own_database, broker_url=broker_url, migrated=True, **kwargs)
+    if not database_url:
+        shutil.copyfile(migrated_sqlite_file(), stack.var_dir / "db.sqlite3")
     try:
         stack.start(users=users)
         yield stack

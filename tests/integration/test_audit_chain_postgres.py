@@ -15,7 +15,7 @@ import time
 import pytest
 
 from ..servers import POSTGRES_URL, require
-from ..stack import REPO, Stack, _psycopg_conninfo, create_database, drop_database
+from ..stack import REPO, Stack, _psycopg_conninfo, create_database, drop_database, migrated_postgres_template
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +47,12 @@ print("seals", made)
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     require(POSTGRES_URL, "PostgreSQL")
-    database = create_database(POSTGRES_URL)
+    database = create_database(POSTGRES_URL, template=migrated_postgres_template(POSTGRES_URL))
     try:
         # The chain only: no web server or worker is started. Entries written in the last second
         # are left for the next round, as a commit may still be on its way.
-        stack = Stack(tmp_path_factory.mktemp("audit"), database_url=database,
+        stack = Stack(tmp_path_factory.mktemp("audit"), database_url=database, migrated=True,
                       extra_env={"PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS": "1"})
-        stack.manage("migrate", "--noinput")
         stack.create_user("alice")
         yield stack
     finally:

@@ -1,7 +1,7 @@
 """The idle sign-out in a real browser (Playwright, Debian's Chromium) against a real stack with short times.
 
 The stack signs out after TIMEOUT seconds without activity and warns WARNING seconds before, so
-these tests wait in real time (about half a minute each). The page they leave idle is a result page
+these tests wait in real time (about 15 s each). The page they leave idle is a result page
 whose job stays queued (the worker is paused): it polls the API every second all along, which
 must not keep the session. The browser and its pages are test_browser.py's fixtures.
 """
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 # test_browser.py's Chromium and its pages (skipped without /usr/bin/chromium, failed under CI=true).
 browser, page = test_browser.browser, test_browser.page
 
-TIMEOUT, WARNING = 20, 10
+TIMEOUT, WARNING = 12, 6
 
 
 @pytest.fixture(scope="module")

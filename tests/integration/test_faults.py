@@ -29,7 +29,7 @@ from ..servers import (
 )
 from ..stack import FINISHED, running_stack, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.machine_faults]
 
 XRAYS = Path(__file__).parent.parent / "fixtures" / "xrays"
 # A broker database of its own, so that flushing it touches nothing else on the machine's Redis.

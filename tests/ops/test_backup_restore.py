@@ -7,6 +7,7 @@ media folder in use, and files lost before the backup.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from pneumoweb.var_dir import prepare
+
+from ..stack import migrated_sqlite_file
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -41,6 +44,11 @@ def site(root):
     return env
 
 
+def migrated(env):
+    """The site's database as ``migrate`` makes it: a copy of one migrated once per test process."""
+    shutil.copyfile(migrated_sqlite_file(), Path(env["PNEUMOWEB_VAR_DIR"]) / "db.sqlite3")
+
+
 def manage(env, *args, check=True):
     result = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=300)
@@ -53,7 +61,7 @@ def manage(env, *args, check=True):
 def backed_up(tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
     env = site(root / "a")
-    manage(env, "migrate", "--noinput")
+    migrated(env)
     manage(env, "shell", "-c", MAKE_RECORDS)
     said = manage(env, "backup", str(root / "backup")).stdout
     return {"root": root, "env": env, "backup": root / "backup", "said": said}
@@ -128,7 +136,7 @@ def test_it_refuses_a_folder_already_used(backed_up):
 
 def test_it_names_files_lost_before_the_backup(tmp_path):
     env = site(tmp_path / "a")
-    manage(env, "migrate", "--noinput")
+    migrated(env)
     manage(env, "shell", "-c", MAKE_RECORDS)
     lost = next((tmp_path / "a" / "media" / "studies").rglob("*.*"))
     lost.unlink()
@@ -143,7 +151,7 @@ def test_it_names_files_lost_before_the_backup(tmp_path):
 def test_it_erases_again_on_restore_what_was_erased_after_the_backup(tmp_path):
     erasures = tmp_path / "kept-apart" / "erasures.jsonl"  # outside the var folder and the backup
     env = {**site(tmp_path / "a"), "PNEUMOWEB_ERASURE_LOG": str(erasures)}
-    manage(env, "migrate", "--noinput")
+    migrated(env)
     manage(env, "shell", "-c", MAKE_RECORDS)
     manage(env, "create_user", "root", "--role", "admin")
     manage(env, "backup", str(tmp_path / "backup"))
@@ -165,7 +173,7 @@ def test_it_erases_again_on_restore_what_was_erased_after_the_backup(tmp_path):
 
 def test_it_ends_every_session_and_token_the_backup_held(tmp_path):
     env = site(tmp_path / "a")
-    manage(env, "migrate", "--noinput")
+    migrated(env)
     manage(env, "shell", "-c", "from django.test import Client; from knox.models import AuthToken; "
                                "from tests.factories import UserFactory; u = UserFactory(); "
                                "AuthToken.objects.create(user=u); Client().force_login(u)")
@@ -182,7 +190,7 @@ def test_it_ends_every_session_and_token_the_backup_held(tmp_path):
 def test_it_starts_a_new_seal_file_and_keeps_the_old_one(tmp_path):
     seals = tmp_path / "kept-apart" / "audit-seals.jsonl"
     env = {**site(tmp_path / "a"), "PNEUMOWEB_AUDIT_SEAL_FILE": str(seals), "PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS": "0"}
-    manage(env, "migrate", "--noinput")
+    migrated(env)
     manage(env, "shell", "-c", MAKE_RECORDS)
     manage(env, "seal_audit")
     manage(env, "backup", str(tmp_path / "backup"))

@@ -11,6 +11,10 @@ what ``authenticate`` does for a wrong password. A full sign-in (password and co
 from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
 from django.contrib.auth.signals import user_login_failed
+from django.http import JsonResponse
+from django.shortcuts import render
+
+from core.middleware import wants_json
 
 
 def is_locked_out(request, username):
@@ -24,7 +28,17 @@ def record_wrong_code(request, username):
     """Count a wrong code; True when it was the one that locked the pair out.
 
     axes marks ``request`` locked out, and its middleware then answers with the lockout response
-    (core.middleware.lockout_response: the 429 page, or JSON for the API).
+    (``lockout_response`` below: the 429 page, or JSON for the API).
     """
     user_login_failed.send(sender=__name__, credentials={"username": username}, request=request)
     return bool(getattr(request, "axes_locked_out", False))
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """django-axes' answer while a username + address is locked out: JSON for the API, a page otherwise."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60) if settings.AXES_COOLOFF_TIME else None
+    wait = f"{minutes} minutes" if minutes else "a while"
+    if wants_json(request):
+        return JsonResponse({"detail": f"Too many failed sign-ins for this account from this address: wait {wait}, "
+                                       "or ask an administrator to unlock it."}, status=429)
+    return render(request, "registration/locked_out.html", {"wait": wait}, status=429)

@@ -24,7 +24,7 @@ from core.middleware import DATABASE_ERRORS, database_unavailable, wants_json
 from .second_factor import has_second_factor, must_use_second_factor
 
 # Reachable with the second factor still owed: the steps themselves, the way out, and the idle
-# sign-out's timer, which every page polls (core/idle.py).
+# sign-out's timer, which every page polls (accounts/idle.py).
 OPEN_URL_NAMES = ("login", "logout", "second_factor_code", "second_factor_enrol", "api:token", "favicon",
                   "session_activity")
 

@@ -18,14 +18,16 @@ from django.contrib.auth.views import LoginView
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
-
-from core.middleware import lockout_response
+from knox.models import AuthToken
+from knox.settings import knox_settings
 
 from . import pending
 from .forms import CodeForm
-from .lockout import is_locked_out, record_wrong_code
+from .lockout import is_locked_out, lockout_response, record_wrong_code
+from .roles import is_pacs_sender
 from .second_factor import (
     app_device,
     confirm_enrolment,
@@ -50,6 +52,10 @@ class PasswordStep(LoginView):
 
     def form_valid(self, form):
         user = form.get_user()
+        if is_pacs_sender(user):
+            # A sending system's account holds a token; a page session would be a second way in.
+            form.add_error(None, "This account sends studies from a PACS: it cannot sign in to pages.")
+            return self.form_invalid(form)
         if has_second_factor(user):
             if self.request.user.is_authenticated:
                 logout(self.request)  # whoever this browser was signed in as is not, while another owes a code
@@ -168,3 +174,27 @@ def admin_login(request):
     """The admin's own login form signs in with a password alone: its URL leads to the site's two steps."""
     next_url = request.GET.get("next") or reverse("admin:index")
     return redirect(f"{reverse('login')}?{urlencode({'next': next_url})}")
+
+
+# --- API tokens for a signed-in person (the API's own endpoint: accounts/api.py) -----------------
+
+
+@never_cache  # the page may show a secret
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_token(request):
+    """Create a token (shown once: only its hash is stored), or revoke them all."""
+    if request.method == "POST":
+        if request.POST.get("action") == "revoke":
+            AuthToken.objects.filter(user=request.user).delete()
+            messages.success(request, "Your API tokens were revoked.")
+            return redirect("api_token")
+        instance, token = AuthToken.objects.create(user=request.user, expiry=knox_settings.TOKEN_TTL)
+        messages.success(request, "A new API token was created. Copy it now: it cannot be shown again.")
+        return render(request, "accounts/api_token.html",
+                      {"tokens": tokens_of(request.user), "new_token": token, "new_expiry": instance.expiry})
+    return render(request, "accounts/api_token.html", {"tokens": tokens_of(request.user)})
+
+
+def tokens_of(user):
+    return AuthToken.objects.filter(user=user).order_by("-created")

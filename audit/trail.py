@@ -53,7 +53,7 @@ def record_integrity_failure(instance, **details):
 
 
 def record_sign_out(sender, request, user, reason, signal=None, **details):
-    """core.sessions.signed_out: an ACCESS entry on the user signed out by the server — "sign out after
+    """accounts.sessions.signed_out: an ACCESS entry on the user signed out by the server — "sign out after
     inactivity" or "sign out everywhere" (with how many sessions and API tokens that ended)."""
     what = {"idle": "after inactivity", "everywhere": "everywhere"}.get(reason, reason)
     record_access(request, "sign out", user, what=what, **details)

@@ -2,10 +2,8 @@
 
 import logging
 
-from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.utils.cache import patch_cache_control
 
 log = logging.getLogger(__name__)
@@ -127,13 +125,3 @@ def database_unavailable(request, exception):
         response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = "30"
     return response
-
-
-def lockout_response(request, original_response=None, credentials=None):
-    """django-axes' answer while a username + address is locked out: JSON for the API, a page otherwise."""
-    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60) if settings.AXES_COOLOFF_TIME else None
-    wait = f"{minutes} minutes" if minutes else "a while"
-    if wants_json(request):
-        return JsonResponse({"detail": f"Too many failed sign-ins for this account from this address: wait {wait}, "
-                                       "or ask an administrator to unlock it."}, status=429)
-    return render(request, "registration/locked_out.html", {"wait": wait}, status=429)

@@ -4,14 +4,13 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db.models import Exists, Q
 
-from .models import Patient, Prediction, Study
+from accounts.roles import SEES_EVERY_RECORD
 
-CLINICIAN_GROUP = "clinician"
-REVIEWER_GROUP = "reviewer"
+from .models import Patient, Prediction, Study
 
 
 def is_reviewer(user):
-    return user.has_perm("diagnosis.view_all_records")
+    return user.has_perm(SEES_EVERY_RECORD)
 
 
 def can_review(user):

@@ -9,10 +9,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.safestring import mark_safe
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
-from knox.models import AuthToken
-from knox.settings import knox_settings
 
 from audit.trail import record_access
 from core import charts
@@ -197,27 +194,6 @@ def prediction_heatmap(request, pk, branch):
 @login_required
 def study_thumbnail(request, pk):
     return image_response(get_object_or_404(visible_studies(request.user), pk=pk), thumbnail=True)
-
-
-@never_cache  # the page may show a secret
-@login_required
-@require_http_methods(["GET", "POST"])
-def api_token(request):
-    """Create a token (shown once: only its hash is stored), or revoke them all."""
-    if request.method == "POST":
-        if request.POST.get("action") == "revoke":
-            AuthToken.objects.filter(user=request.user).delete()
-            messages.success(request, "Your API tokens were revoked.")
-            return redirect("api_token")
-        instance, token = AuthToken.objects.create(user=request.user, expiry=knox_settings.TOKEN_TTL)
-        messages.success(request, "A new API token was created. Copy it now: it cannot be shown again.")
-        return render(request, "diagnosis/api_token.html",
-                      {"tokens": tokens_of(request.user), "new_token": token, "new_expiry": instance.expiry})
-    return render(request, "diagnosis/api_token.html", {"tokens": tokens_of(request.user)})
-
-
-def tokens_of(user):
-    return AuthToken.objects.filter(user=user).order_by("-created")
 
 
 def trend_points(user, patient):

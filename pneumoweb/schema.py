@@ -1,7 +1,7 @@
 """OpenAPI postprocessing: every operation documents the error answers it can give.
 
 DRF answers these without the views saying so — 401 without credentials (or with a browser
-session idle too long, core/idle.py), 403 without the permission, 404 for an object one may not
+session idle too long, accounts/idle.py), 403 without the permission, 404 for an object one may not
 see, 400 for a bad parameter or body, 415 for a body in another media type, 429 past a rate
 limit, 503 while the database is away — so they are
 added here once, by what each operation has (a path id, a body, a throttle), rather than in
@@ -40,7 +40,7 @@ def add_error_responses(result, generator, request, public):
 
             if path not in PUBLIC:
                 add(401, "No valid credentials (token or session); or a browser session signed out after "
-                         "PNEUMOWEB_IDLE_TIMEOUT_SECONDS without activity (core/idle.py), which ends it.")
+                         "PNEUMOWEB_IDLE_TIMEOUT_SECONDS without activity (accounts/idle.py), which ends it.")
                 add(403, "Signed in, but not allowed to do this.")
             parameters = {p.get("name") for p in operation.get("parameters", [])}
             if "{" in path:

@@ -76,8 +76,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "audit.trail.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    # After the user and messages are known: ends a browser session idle too long (core/idle.py).
-    "core.idle.IdleSignOut",
+    # After the user and messages are known: ends a browser session idle too long (accounts/idle.py).
+    "accounts.idle.IdleSignOut",
     # A session that still owes its one-time code, or an enrolment, reaches nothing else (accounts/).
     "accounts.middleware.RequireSecondFactor",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -155,7 +155,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("PNEUMOWEB_LOGIN_COOLOFF_MINUTES",
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_LOCKOUT_CALLABLE = "core.middleware.lockout_response"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_VERBOSE = False
 # Wrong one-time codes count with wrong passwords (accounts/lockout.py); a code is never written into
 # axes' records of the attempt.
@@ -169,7 +169,7 @@ if PNEUMOWEB_OTP_REQUIRED_FOR_CLINICIANS and not PNEUMOWEB_OTP_REQUIRED:
     raise ImproperlyConfigured("PNEUMOWEB_OTP_REQUIRED_FOR_CLINICIANS=true needs PNEUMOWEB_OTP_REQUIRED=true")
 OTP_TOTP_ISSUER = "PneumoWeb"  # what the authenticator app shows beside the username
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin's device pages never show a secret key or its QR code
-# Automatic sign-out (core/idle.py): a browser session without activity for IDLE_TIMEOUT seconds is
+# Automatic sign-out (accounts/idle.py): a browser session without activity for IDLE_TIMEOUT seconds is
 # ended server-side, and its pages warn IDLE_WARNING seconds before. A page's background polling is
 # not activity. API tokens are not affected (they expire after PNEUMOWEB_TOKEN_TTL_HOURS).
 PNEUMOWEB_IDLE_TIMEOUT_SECONDS = env_int("PNEUMOWEB_IDLE_TIMEOUT_SECONDS", 900)
@@ -397,7 +397,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "LabelEnum": "diagnosis.models.Prediction.Label",
         "SexEnum": "diagnosis.models.Patient.Sex",
-        "TokenRefusalCodeEnum": "diagnosis.api.auth.OTP_REFUSAL_CODES",
+        "TokenRefusalCodeEnum": "accounts.api.OTP_REFUSAL_CODES",
     },
 }
 

@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from core import session_views
+from accounts import session_views
+from accounts import views as account_views
 from core import views as core_views
 from diagnosis import views
 from diagnosis.api import urls as diagnosis_api
@@ -18,8 +19,8 @@ urlpatterns = [
     # First: its sign-in (password, then a one-time code) replaces Django's login page and the admin's.
     path("", include("accounts.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("account/token/", views.api_token, name="api_token"),
-    # Idle sign-out's time left / "Stay signed in", and sign-out everywhere (core/idle.py, core/sessions.py).
+    path("account/token/", account_views.api_token, name="api_token"),
+    # Idle sign-out's time left / "Stay signed in", and sign-out everywhere (accounts/idle.py, accounts/sessions.py).
     path("account/session/", session_views.session_activity, name="session_activity"),
     path("account/sign-out-everywhere/", session_views.sign_out_everywhere_view, name="sign_out_everywhere"),
     path("patients/", views.patient_list, name="patient_list"),

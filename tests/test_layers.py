@@ -85,3 +85,18 @@ def test_the_scan_sees_relative_imports_and_the_layers_it_checks(tmp_path):
     assert "diagnosis.jobs.lease" in imports_of("diagnosis.jobs.tasks", package)
     assert "diagnosis.models" in imports_of("diagnosis.jobs.tasks", package)
     assert {name.split(".")[0] for name, _ in project_modules()} == set(LAYERS)
+
+
+def test_who_a_user_is_and_how_they_get_in_live_in_accounts_alone():
+    # Roles, create_user, sign-in and its lockout, second factor, API tokens and sessions: one room.
+    identity = ["roles", "sessions", "idle", "session_views", "lockout", "second_factor", "api",
+                "management/commands/create_user"]
+    assert all((REPO / "accounts" / f"{name}.py").is_file() for name in identity)
+    elsewhere = [path.relative_to(REPO).as_posix() for layer in LAYERS if layer != "accounts"
+                 for name in identity for path in (REPO / layer).glob(f"**/{name.rsplit('/', 1)[-1]}.py")
+                 if name != "api" and "migrations" not in path.parts]
+    assert elsewhere == []
+    # accounts sits below diagnosis: it names their permissions (roles.py) and imports none of them.
+    imported = {i.split(".")[0] for name, path in project_modules() if name.startswith("accounts")
+                for i in imports_of(name, path)}
+    assert not imported & {"diagnosis", "monitoring", "pacs", "pneumoweb"}

@@ -1,7 +1,8 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from .auth import ObtainToken, RevokeToken
+from accounts.api import ObtainToken, RevokeToken
+
 from .views import PatientViewSet, PredictBatchView, PredictionViewSet, PredictView, StudyViewSet
 
 # Included under the "api" namespace by pneumoweb/urls.py, beside monitoring's endpoint.

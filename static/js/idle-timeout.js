@@ -1,4 +1,4 @@
-// Warns before the automatic sign-out of an idle session (core/idle.py), and leaves for the login page
+// Warns before the automatic sign-out of an idle session (accounts/idle.py), and leaves for the login page
 // when it comes. <body> (in the admin: this script's own element) carries data-idle-timeout and
 // data-idle-warning (seconds), data-idle-url (GET: seconds left, sent as background so that asking is
 // not activity; POST: "Stay signed in", which is) and data-login-url. The server's answer decides, not

@@ -82,7 +82,7 @@
 
   var delay = 1000;
   function poll() {
-    // Marked as background: polling is not activity, and does not hold off the idle sign-out (core/idle.py).
+    // Marked as background: polling is not activity, and does not hold off the idle sign-out (accounts/idle.py).
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json", "X-Background-Request": "1" } })
       .then(function (r) {
         if (r.status === 401 || r.status === 403 || r.status === 404) {

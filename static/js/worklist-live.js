@@ -30,7 +30,7 @@
 
   function follow(row, delay) {
     var url = row.getAttribute("data-live-url");
-    // Marked as background: polling is not activity, and does not hold off the idle sign-out (core/idle.py).
+    // Marked as background: polling is not activity, and does not hold off the idle sign-out (accounts/idle.py).
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json", "X-Background-Request": "1" } })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (p) {

@@ -6,7 +6,7 @@ from django.urls import reverse
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from core.idle import LAST_ACTIVITY
+from accounts.idle import LAST_ACTIVITY
 
 from ..factories import PASSWORD
 

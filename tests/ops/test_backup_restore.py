@@ -178,7 +178,7 @@ def test_it_ends_every_session_and_token_the_backup_held(tmp_path):
                                "from tests.factories import UserFactory; u = UserFactory(); "
                                "AuthToken.objects.create(user=u); Client().force_login(u)")
     counts = ("from django.contrib.sessions.models import Session; from knox.models import AuthToken; "
-              "from core.models import SignedInSession; "
+              "from accounts.models import SignedInSession; "
               "print(Session.objects.count(), AuthToken.objects.count(), SignedInSession.objects.count())")
     assert manage(env, "shell", "-c", counts).stdout.split()[-3:] == ["1", "1", "1"]
     manage(env, "backup", str(tmp_path / "backup"))

@@ -1,4 +1,4 @@
-"""Automatic sign-out of a browser session after PNEUMOWEB_IDLE_TIMEOUT_SECONDS without activity (core/idle.py).
+"""Automatic sign-out of a browser session after PNEUMOWEB_IDLE_TIMEOUT_SECONDS without activity (accounts/idle.py).
 
 Time travels by moving the session's stored last activity into the past, never by sleeping.
 """
@@ -14,8 +14,8 @@ from django.contrib.sessions.models import Session
 from django.db import OperationalError
 from django.urls import reverse
 
-from core.idle import LAST_ACTIVITY
-from core.sessions import RECORDED_KEY
+from accounts.idle import LAST_ACTIVITY
+from accounts.sessions import RECORDED_KEY
 from pneumoweb.var_dir import prepare
 
 from ..base import signed_in_client
@@ -188,7 +188,7 @@ def test_the_sites_polling_scripts_send_their_requests_as_background():
 
 
 def test_a_database_outage_while_reading_the_session_is_a_503(logged_in, monkeypatch):
-    from core import idle
+    from accounts import idle
 
     def down(session):
         raise OperationalError("connection refused")

@@ -1,4 +1,4 @@
-"""A new password, by any path, ends every other session of the user and deletes all their API tokens (core/sessions.py).
+"""A new password, by any path, ends every other session of the user and deletes all their API tokens (accounts/sessions.py).
 
 The paths: the password-change page, the admin's password form, ``manage.py changepassword`` and
 ``manage.py create_user`` resetting a password. The changer's own session goes on.
@@ -12,7 +12,7 @@ from django.urls import reverse
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from core.models import SignedInSession
+from accounts.models import SignedInSession
 
 from ..base import signed_in_client
 from ..factories import PASSWORD, UserFactory

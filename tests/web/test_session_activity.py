@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from core.idle import LAST_ACTIVITY
+from accounts.idle import LAST_ACTIVITY
 
 from ..factories import PASSWORD
 

@@ -8,8 +8,8 @@ from django.urls import reverse
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from core.models import SignedInSession
-from core.sessions import check_session_engine
+from accounts.models import SignedInSession
+from accounts.sessions import check_session_engine
 
 from ..factories import PASSWORD
 
@@ -104,4 +104,4 @@ def test_the_system_check_refuses_sessions_the_server_cannot_end(settings):
     assert check_session_engine(None) == []
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
     [error] = check_session_engine(None)
-    assert error.id == "core.E001"
+    assert error.id == "accounts.E001"

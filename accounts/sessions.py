@@ -1,6 +1,6 @@
 """Every session a user is signed in with, and ending them all: "sign out everywhere", and after a password change.
 
-Why a list of (user, session key) rows (``core.models.SignedInSession``): a session engine can load or
+Why a list of (user, session key) rows (``accounts.models.SignedInSession``): a session engine can load or
 delete a session by its key, but none can find a user's sessions — the database engine keeps the user
 id inside the encoded data, the cache engines nowhere searchable. So each session is recorded when a
 user signs in with it and again whenever Django gives it a new key (a password change does), and
@@ -9,7 +9,7 @@ cache, cached_db): server-side, so the cookie every browser still holds opens no
 The other usual design, a per-user generation number copied into each session and compared on every
 request, costs a query per request and leaves the sessions in place until each is next used; this
 list costs a write only when a session's key changes. A signed-cookie engine keeps sessions in the
-browser, where nothing can end them: the system check refuses it (core.E001).
+browser, where nothing can end them: the system check refuses it (accounts.E001).
 
 A password change — any save of a new ``User.password``: the password-change page, the admin's
 password form, ``manage.py changepassword``, ``manage.py create_user`` resetting one — ends every
@@ -31,7 +31,7 @@ from knox.models import AuthToken
 
 from .models import SignedInSession
 
-# Sent just before the server itself signs a user out — reason "idle" (core/idle.py) or "everywhere" —
+# Sent just before the server itself signs a user out — reason "idle" (accounts/idle.py) or "everywhere" —
 # with ``request``, ``user``, ``reason`` and details; the audit trail records it (audit/apps.py).
 signed_out = Signal()
 
@@ -174,10 +174,10 @@ def end_everything_after_password_change(sender, instance, raw=False, **kwargs):
 
 
 def check_session_engine(app_configs, **kwargs):
-    """core.E001: sessions kept in signed cookies cannot be ended server-side (sign-out everywhere, idle)."""
+    """accounts.E001: sessions kept in signed cookies cannot be ended server-side (sign-out everywhere, idle)."""
     if settings.SESSION_ENGINE != SIGNED_COOKIES:
         return []
     return [checks.Error("SESSION_ENGINE keeps sessions in signed cookies, which the server cannot end: "
                          "idle sign-out, sign-out everywhere and password changes need a server-side engine.",
                          hint="Use django.contrib.sessions.backends.db (the default), cache or cached_db.",
-                         id="core.E001")]
+                         id="accounts.E001")]

@@ -35,7 +35,8 @@ from django.shortcuts import resolve_url
 from django.urls import reverse
 from knox.settings import knox_settings
 
-from .middleware import DATABASE_ERRORS, database_unavailable, wants_json
+from core.middleware import DATABASE_ERRORS, database_unavailable, wants_json
+
 from .sessions import remember_session, signed_in_user_id, signed_out
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The signed-in session's own endpoints: how long until the idle sign-out, and signing out everywhere.
 
-``/account/session/`` answers JSON for static/js/idle-timeout.js (core/idle.py has the contract);
-``/account/sign-out-everywhere/`` is the account page's button (core/sessions.py says what it ends).
+``/account/session/`` answers JSON for static/js/idle-timeout.js (accounts/idle.py has the contract);
+``/account/sign-out-everywhere/`` is the account page's button (accounts/sessions.py says what it ends).
 """
 
 from django.conf import settings

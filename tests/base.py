@@ -108,3 +108,42 @@ def make_admin(username="root-admin"):
     admin.is_superuser = admin.is_staff = True
     admin.save()
     return admin
+
+
+# --- the ml commands, run in this process ---------------------------------------------------------
+
+
+def run_module(module, *args):
+    """``python -m module args…`` in this process; a ``CompletedProcess`` with its exit code, stdout, stderr.
+
+    A new interpreter costs ~3 s of CPU importing torch alone, and the ml tests ran ~30 commands:
+    here the module runs as ``__main__`` (runpy) with ``sys.argv`` set, so it parses its own
+    arguments, exits with its own code (argparse's 2, a refusal's 1) and writes what it writes.
+    An exception that escapes the command is exit code 1 with its traceback on stderr, as Python
+    prints it. tests/ml/test_ml_cli.py still starts one real ``python -m`` (predict) in a new interpreter.
+    """
+    import io
+    import runpy
+    import subprocess
+    import sys
+    import traceback
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = [module, *map(str, args)]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            except SystemExit as stop:
+                if isinstance(stop.code, str):
+                    err.write(stop.code + "\n")
+                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+            except Exception:  # noqa: BLE001 - what the interpreter would print before exiting 1
+                traceback.print_exc(file=err)
+                code = 1
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess([sys.executable, "-m", module, *map(str, args)], code,
+                                       out.getvalue(), err.getvalue())

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -6,6 +8,27 @@ from pneumoweb.celery import app as celery_app
 
 from .base import api_client_for, verify_session
 from .factories import PASSWORD, TINY_TRAINING, PatientFactory, UserFactory, tiny_adults, tiny_kermany, xray_bytes
+
+# --- the order modules are handed out in (bin/test runs them on every core: -n auto, loadscope) ------
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-django's own ordering within modules
+def pytest_collection_modifyitems(items):
+    """Heavy modules first, the integration ones (mostly waiting on servers) alternating with the ml
+    and ops ones (mostly computing), then the quick rest: with two processes, one waits while the
+    other computes, and the last modules handed out are short (longest-first, as schedulers do)."""
+    def kind(item):
+        group = item.nodeid.split("/")[1] if item.nodeid.count("/") > 1 else ""
+        return "waits" if group == "integration" else "computes" if group in ("ml", "ops") else "quick"
+
+    modules = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    by_kind = {"waits": [], "computes": [], "quick": []}
+    for name, module_items in modules.items():
+        by_kind[kind(module_items[0])].append(name)
+    heavy = [name for pair in itertools.zip_longest(by_kind["waits"], by_kind["computes"]) for name in pair if name]
+    items[:] = [item for name in heavy + by_kind["quick"] for item in modules[name]]
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,6 @@ include the threshold; stored in the card (``borderline_band``), parsed into
 import dataclasses
 import json
 import shutil
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,6 +22,7 @@ from ml.populations import OperatingPoint, operating_points
 from ml.training import calibration
 from ml.training.calibration import BAND_RULE, add_bands, borderline_band, calibrate_population
 
+from ..base import run_module
 from .test_ml_forward_path import FIXTURES, film
 
 # The shipped model's answers on the bundled films (recorded when it shipped: tests/ml/test_ml_forward_path.py).
@@ -177,9 +176,8 @@ def test_it_adds_only_the_bands_to_an_existing_card(trained, kermany, adults, tm
                                     for name, entry in card["populations"].items()}}
     model.with_suffix(".json").write_text(json.dumps(bare))
 
-    result = subprocess.run([sys.executable, "-m", "ml.cli.calibrate", "--band-only", "--model", str(model),
-                             "--data", f"kermany={kermany}", "--data", f"nih={adults}"],
-                            capture_output=True, text=True, timeout=300)
+    result = run_module("ml.cli.calibrate", "--band-only", "--model", model,
+                        "--data", f"kermany={kermany}", "--data", f"nih={adults}")
 
     assert result.returncode == 0, result.stderr
     again = json.loads(model.with_suffix(".json").read_text())

@@ -5,8 +5,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -20,10 +18,11 @@ from ml.model import HybridNet
 from ml.training.calibration import population_of
 from ml.training.splits import recorded_validation_split
 
+from ..base import run_module
+
 
 def run_calibrate(*args):
-    return subprocess.run([sys.executable, "-m", "ml.cli.calibrate", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return run_module("ml.cli.calibrate", *args)  # in this process: tests/base.py says why
 
 
 def same_weights(a, b):

@@ -3,8 +3,6 @@
 import csv
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from ml.decode import decode_image
 from ml.inference import Predictor
 from ml.training.loop import train
 
+from ..base import run_module
 from ..factories import TINY_TRAINING as FAST
 from ..factories import XRAYS
 
@@ -100,8 +99,8 @@ def test_it_trains_the_age_branch_when_the_data_has_ages(tmp_path):
     assert old - young > 0.3
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=300)
+def run_cli(module, *args):
+    return run_module(module, *args)  # in this process: tests/base.py says why
 
 
 def test_it_evaluates_a_folder_and_writes_metrics_and_plots(trained, kermany, tmp_path):
@@ -164,6 +163,17 @@ def test_it_predicts_images_as_json_lines(trained, tmp_path):
     assert ok["threshold"] == pytest.approx(card["populations"]["pediatric"]["threshold"])
     assert error["file"] == str(junk) and "JPEG, PNG or DICOM" in error["error"]
     assert "Traceback" not in result.stderr
+
+
+def test_it_runs_as_python_dash_m_in_a_new_interpreter(trained):
+    # The other tests run the commands in this process (tests/base.py run_module); this one the real way.
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ml.cli.predict", str(XRAYS / "normal-1.jpeg"), "--age", "4",
+                             "--model", str(trained[0])], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["label"] in ("NORMAL", "PNEUMONIA")
 
 
 def test_it_predicts_with_the_same_code_path_as_the_worker(trained):

@@ -1,8 +1,6 @@
 """Site-shift proxies (ml.shift) and the operating points under them (ml.cli.shift)."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +11,8 @@ from ml.metrics import sigmoid, summary
 from ml.populations import OperatingPoint
 from ml.shift import GEOMETRIC, PHOTOMETRIC, SHIFTS, apply, body_box, border_median
 from ml.training.data import Sample
+
+from ..base import run_module
 
 BACKGROUND, BRIGHT = 40, 220
 
@@ -155,7 +155,7 @@ def test_it_measures_every_point_refusals_and_the_best_specificity():
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "ml.cli.shift", *args], capture_output=True, text=True, timeout=300)
+    return run_module("ml.cli.shift", *args)  # in this process: tests/base.py says why
 
 
 def test_it_runs_end_to_end_and_writes_every_point_under_every_shift(trained, kermany, adults, tmp_path):

@@ -17,5 +17,6 @@ class AuditConfig(AppConfig):
 
         pseudonyms.install()
         backup.after_restore(seals.new_anchor_after_restore)
-        periodic.register("seal-audit", "PNEUMOWEB_AUDIT_SEAL_SECONDS", seals.seal_round)
+        periodic.register("seal-audit", "PNEUMOWEB_AUDIT_SEAL_SECONDS", "audit.seals.seal_round",
+                          "Seal the audit entries older than PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS.")
 

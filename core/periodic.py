@@ -1,7 +1,9 @@
 """Every periodic job in one registry, run by one scheduler loop.
 
-Each app's ``ready()`` registers its jobs: ``register(name, interval_setting, function)`` — the
-interval is a setting in seconds, read at every round (``override_settings`` and tests see it).
+Each app's ``ready()`` registers its jobs: ``register(name, interval_setting, function, description)``
+— the interval is a setting in seconds, read at every round (``override_settings`` and tests see it);
+the function is a dotted path, imported at its first round, so that registering costs no process
+its start-up time (``pacs.housekeeping`` pulls in highdicom: 0.37 s in every web process otherwise).
 One ``Scheduler`` thread runs them: in every worker's main process (``diagnosis/jobs/worker.py``)
 and in the DICOM listener (``pacs``), or alone with ``manage.py periodic --loop``.
 
@@ -33,6 +35,7 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from .connections import refresh_connection
 
@@ -46,20 +49,24 @@ _MIN_WAKE, _MAX_WAKE = 0.2, 5.0
 class Job:
     name: str
     interval_setting: str
-    function: object  # () -> a JSON-able summary of what the round did
-    description: str = ""
+    function: object  # () -> a JSON-able summary of what the round did; or its dotted path
+    description: str
 
     @property
     def interval(self):
         return float(getattr(settings, self.interval_setting))
 
+    def __call__(self):
+        function = import_string(self.function) if isinstance(self.function, str) else self.function
+        return function()
+
 
 _registry = {}
 
 
-def register(name, interval_setting, function, description=""):
+def register(name, interval_setting, function, description):
     """Add a job (idempotent: ``ready()`` may run more than once). Interval ≤ 0 turns the job off."""
-    _registry[name] = Job(name, interval_setting, function, description or (function.__doc__ or "").split("\n")[0])
+    _registry[name] = Job(name, interval_setting, function, description)
 
 
 def jobs():
@@ -96,7 +103,7 @@ def run_job(job):
 
     started = time.monotonic()
     try:
-        detail = job.function()
+        detail = job()
         outcome = PeriodicJob.Outcome.OK
     except Exception as error:  # noqa: BLE001 - recorded, logged, tried again next interval
         log.warning("Periodic job %s failed; it runs again in %s s", job.name, job.interval, exc_info=True)

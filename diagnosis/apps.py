@@ -7,11 +7,12 @@ class DiagnosisConfig(AppConfig):
 
     def ready(self):
         from auditlog.registry import auditlog
+        from django.core import checks
 
         from core import backup, periodic
 
         from . import erasure
-        from .jobs import dispatch, lease, worker
+        from .jobs import lease, worker
         from .models import Erasure, Patient, Prediction, Report, Study
 
         # Changes to these rows go to the audit trail (audit/); files, FHIR and lease bookkeeping do not.
@@ -29,10 +30,15 @@ class DiagnosisConfig(AppConfig):
         auditlog.register(Report, exclude_fields=["pdf", "pdf_sha256", "fhir", "review_state"])
         auditlog.register(Erasure, mask_fields=["reason"], **masked)
         worker.connect()
-        periodic.register("requeue-and-resend", "PNEUMOWEB_RECONCILE_SECONDS", dispatch.requeue_and_resend)
-        periodic.register("sweep-orphan-files", "PNEUMOWEB_SWEEP_SECONDS", dispatch.sweep_orphan_files)
-        periodic.register("forget-idempotency-keys", "PNEUMOWEB_SWEEP_SECONDS", dispatch.forget_idempotency_keys)
+        jobs = "diagnosis.jobs.dispatch."
+        periodic.register("requeue-and-resend", "PNEUMOWEB_RECONCILE_SECONDS", jobs + "requeue_and_resend",
+                          "Requeue jobs whose worker was lost; send again the ones the broker lost.")
+        periodic.register("sweep-orphan-files", "PNEUMOWEB_SWEEP_SECONDS", jobs + "sweep_orphan_files",
+                          "Delete stored files no row names, past PNEUMOWEB_ORPHAN_GRACE_SECONDS.")
+        periodic.register("forget-idempotency-keys", "PNEUMOWEB_SWEEP_SECONDS", jobs + "forget_idempotency_keys",
+                          "Forget Idempotency-Keys past PNEUMOWEB_IDEMPOTENCY_TTL_HOURS.")
         # After a restore: first the erasures made since the backup, then the jobs left in flight.
+        checks.register(erasure.check_erasure_log)
         backup.before_restore(erasure.check_log)
         backup.after_restore(erasure.reapply_logged)
         backup.after_restore(lease.requeue_after_restore)

@@ -17,13 +17,15 @@ class PacsConfig(AppConfig):
         from core import periodic
         from diagnosis.erasure import patient_erasing
 
-        from . import housekeeping
         from .erasure import erase_pacs_rows
         from .models import Destination, Instance
 
         patient_erasing.connect(erase_pacs_rows, dispatch_uid="pacs.erasure.erase_pacs_rows")
-        periodic.register("pacs-round", "PNEUMOWEB_PACS_TICK_SECONDS", housekeeping.tick)
-        periodic.register("sweep-held-pixels", "PNEUMOWEB_PACS_SWEEP_SECONDS", housekeeping.sweep_round)
+        # Dotted paths: pacs.housekeeping imports highdicom, which no web process needs at start.
+        periodic.register("pacs-round", "PNEUMOWEB_PACS_TICK_SECONDS", "pacs.housekeeping.tick",
+                          "Close quiet DICOM studies, queue their results, send what is due.")
+        periodic.register("sweep-held-pixels", "PNEUMOWEB_PACS_SWEEP_SECONDS", "pacs.housekeeping.sweep_round",
+                          "Delete held DICOM pixels no instance names, past PNEUMOWEB_ORPHAN_GRACE_SECONDS.")
 
         # Who sent what, when, and what was skipped and why, in the audit trail beside the records'
         # changes; the header (identifiers) and the held pixels stay out of it.

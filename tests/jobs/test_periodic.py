@@ -23,7 +23,8 @@ def counted_job(settings, monkeypatch):
     calls = []
     settings.PNEUMOWEB_TEST_JOB_SECONDS = 30
     monkeypatch.setattr(periodic, "_registry", {})
-    periodic.register("count", "PNEUMOWEB_TEST_JOB_SECONDS", lambda: calls.append(1) or {"rounds": len(calls)})
+    periodic.register("count", "PNEUMOWEB_TEST_JOB_SECONDS", lambda: calls.append(1) or {"rounds": len(calls)},
+                      "Count its rounds.")
     return calls
 
 
@@ -38,6 +39,10 @@ def test_it_has_every_apps_jobs_each_with_an_interval_setting_in_seconds(setting
     settings.PNEUMOWEB_AUDIT_SEAL_SECONDS = 7  # read at every round, not at import
     assert jobs["seal-audit"].interval == 7.0
     assert all(job.description for job in jobs.values())
+    # Each path names a function that exists (imported at the first round, not at start-up).
+    from django.utils.module_loading import import_string
+
+    assert all(callable(import_string(job.function)) for job in jobs.values())
 
 
 def test_it_runs_a_due_job_once_per_interval_whatever_the_number_of_schedulers(counted_job):
@@ -61,7 +66,7 @@ def test_a_failing_round_is_recorded_and_the_job_runs_again_next_interval(settin
     def broken():
         raise OSError("disk full")
 
-    periodic.register("broken", "PNEUMOWEB_TEST_JOB_SECONDS", broken)
+    periodic.register("broken", "PNEUMOWEB_TEST_JOB_SECONDS", broken, "Fail.")
     now = timezone.now()
     assert periodic.run_due(now=now) == {"broken": "failed"}
     row = PeriodicJob.objects.get(name="broken")

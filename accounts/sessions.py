@@ -106,7 +106,7 @@ def end_sessions(user):
     return ended
 
 
-def end_every_session_after_restore(manifest=None):
+def end_every_session_after_restore(manifest=None, options=None):
     """A restore brings back the sessions and tokens of its day, some since ended or revoked (a
     password changed after a compromise): none is trusted; everyone signs in again."""
     for key in SignedInSession.objects.values_list("session_key", flat=True):
@@ -116,7 +116,8 @@ def end_every_session_after_restore(manifest=None):
         from django.contrib.sessions.models import Session
 
         Session.objects.all().delete()
-    AuthToken.objects.all().delete()
+    tokens, _ = AuthToken.objects.all().delete()
+    return f"Ended every session and API token the backup held ({tokens} token(s)): everyone signs in again."
 
 
 def revoke_tokens(user):

@@ -23,3 +23,18 @@ class AuditSeal(models.Model):
 
     def __str__(self):
         return f"Audit seal {self.number} (entries {self.first_id + 1}–{self.last_id})"
+
+
+class Installation(models.Model):
+    """This installation's name for its audit trail: one row, made by the migration, carried by backups.
+
+    Every line of the sealed-digest file names it, so ``verify_audit --seals`` can tell another
+    installation's file (refused as such) from this one's file changed (tampering). A restore
+    brings the row back with the database: the restored site continues the same trail.
+    """
+
+    uuid = models.UUIDField(unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"installation {self.uuid}"

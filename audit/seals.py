@@ -47,7 +47,7 @@ from django.utils import timezone
 
 from core.canonical import canonical_json, plain
 
-from .models import AuditSeal
+from .models import AuditSeal, Installation
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +127,28 @@ def _seal_one(*, now=None):
     return seal
 
 
-def anchor_line(seal):
-    """What the external file keeps of a seal: enough to check the chain and spot a missing tail."""
+def installation():
+    """This installation's name (a uuid, as text): every line of its sealed-digest file carries it."""
+    row = Installation.objects.order_by("pk").first()
+    if row is None:  # a database from before the row existed, or emptied by hand
+        import uuid
+
+        row, _ = Installation.objects.get_or_create(pk=1, defaults={"uuid": uuid.uuid4()})
+    return str(row.uuid)
+
+
+def anchor_line(seal, installation_name=None):
+    """What the external file keeps of a seal: enough to check the chain and spot a missing tail,
+    and which installation's trail it anchors."""
     return {"format": seal.format, "number": seal.number, "first_id": seal.first_id, "last_id": seal.last_id,
             "count": seal.count, "previous_digest": seal.previous_digest, "digest": seal.digest,
-            "sealed_at": plain(seal.sealed_at)}
+            "sealed_at": plain(seal.sealed_at), "installation": installation_name or installation()}
+
+
+def foreign_installations(anchor):
+    """The installations other than this one that lines of a sealed-digest file name (older lines name none)."""
+    ours = installation()
+    return sorted({line["installation"] for line in anchor if line.get("installation") not in (None, ours)})
 
 
 def read_anchor(path=None):
@@ -187,13 +204,14 @@ def export_seals(path=None):
         # written but not marked) are among the last ones, with at most a cut-short line between.
         recent = _parsed(_last_lines(fd, len(pending) + 2))
         in_file = {line.get("number"): line.get("digest") for line in recent}
+        ours = installation()
         for seal in pending:
             if seal.number in in_file and in_file[seal.number] != seal.digest:
                 # Not ours to overwrite: verify_audit reports the difference (a restore starts a new file).
                 log.error("Audit seal %d differs from the one in %s; not exported", seal.number, path)
                 continue
             if seal.number not in in_file:
-                os.write(fd, (json.dumps(anchor_line(seal), sort_keys=True) + "\n").encode())
+                os.write(fd, (json.dumps(anchor_line(seal, ours), sort_keys=True) + "\n").encode())
                 written += 1
             AuditSeal.objects.filter(pk=seal.pk).update(exported_at=timezone.now())
         os.fsync(fd)
@@ -202,19 +220,22 @@ def export_seals(path=None):
     return written
 
 
-def new_anchor_after_restore(manifest=None):
+def new_anchor_after_restore(manifest=None, options=None):
     """After a restore the database holds the seals of the backup's day; the file, the seals since.
 
     That file is kept as it is, renamed (verify_audit --seals on it reports what the restore lost),
     and the restored chain is exported to a new one.
     """
     path = Path(settings.PNEUMOWEB_AUDIT_SEAL_FILE)
+    said = ""
     if path.exists():
         kept = path.with_name(f"{path.name}.before-restore-{timezone.now():%Y%m%dT%H%M%S}")
         path.rename(kept)
         log.warning("Restore: the sealed-digest file was kept as %s; a new one starts now", kept)
+        said = f"The sealed-digest file was kept as {kept}; "
     AuditSeal.objects.update(exported_at=None)
     export_seals(path)
+    return said + f"{path} now anchors the restored seals."
 
 
 @dataclass(frozen=True)

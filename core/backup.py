@@ -22,6 +22,7 @@ app of the project and a new model with a FileField is backed up without a chang
 """
 
 import datetime
+import errno
 import hashlib
 import json
 import logging
@@ -53,13 +54,15 @@ class BackupError(Exception):
 
 
 def after_restore(hook):
-    """Register ``hook(manifest)`` to run at the end of every restore (a decorator)."""
+    """Register ``hook(manifest, options)`` to run at the end of every restore (a decorator). It may
+    return a sentence for the operator (what it did), which the restore command prints."""
     _after_restore.append(hook)
     return hook
 
 
 def before_restore(check):
-    """Register ``check(manifest)`` to run before a restore writes anything; it raises BackupError to refuse."""
+    """Register ``check(manifest, options)`` to run before a restore writes anything; it raises BackupError
+    to refuse, or returns a sentence for the operator (a warning)."""
     _before_restore.append(check)
     return check
 
@@ -113,11 +116,24 @@ def table_digests(using="default", layout=None):
 # --- backup ------------------------------------------------------------------------------------
 
 def backup(dest):
-    """Write a backup into the new folder ``dest``; returns the manifest."""
+    """Write a backup into the new folder ``dest``; returns the manifest.
+
+    A folder that cannot be made or written (a read-only parent, a full disk) is a BackupError
+    naming it, never a traceback."""
     dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        raise BackupError(f"{dest} is not empty: a backup goes into a new folder")
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        if dest.exists() and any(dest.iterdir()):
+            raise BackupError(f"{dest} is not empty: a backup goes into a new folder")
+        dest.mkdir(parents=True, exist_ok=True)
+        if not os.access(dest, os.W_OK):
+            raise PermissionError(errno.EACCES, "Permission denied", str(dest))
+        return _backup_into(dest)
+    except OSError as error:
+        where = error.filename or dest
+        raise BackupError(f"Cannot write the backup to {dest}: {error.strerror or error} ({where})") from None
+
+
+def _backup_into(dest):
     vendor = connections["default"].vendor
     if vendor == "postgresql":
         database_file, snapshot = _dump_postgres(dest)
@@ -242,8 +258,13 @@ def check_backup(source, manifest):
     return problems
 
 
-def restore(source, *, stdout=None):
-    """Restore the backup in ``source`` onto the configured (empty) database and media folder."""
+def restore(source, *, options=None):
+    """Restore the backup in ``source`` onto the configured (empty) database and media folder.
+
+    ``options``: the operator's choices the hooks read (the restore command's flags). Returns the
+    manifest with ``said``: the hooks' sentences, in order, for the operator's main output."""
+    options = dict(options or {})
+    said = []
     source = Path(source)
     manifest = read_manifest(source)
     problems = check_backup(source, manifest)
@@ -251,7 +272,7 @@ def restore(source, *, stdout=None):
         raise BackupError("The backup does not match its manifest: " + "; ".join(problems[:10]))
     _refuse_unless_empty()
     for check in _before_restore:
-        check(manifest)
+        said.append(check(manifest, options))
     vendor = connections["default"].vendor
     if vendor != manifest["database"]["vendor"]:
         raise BackupError(f"The backup is of a {manifest['database']['vendor']} database; this one is {vendor}")
@@ -272,8 +293,8 @@ def restore(source, *, stdout=None):
         shutil.copy2(source / MEDIA / name, destination)
     call_command("migrate", interactive=False, verbosity=0)  # a backup taken by older code
     for hook in _after_restore:
-        hook(manifest)
-    return manifest
+        said.append(hook(manifest, options))
+    return {**manifest, "said": [sentence for sentence in said if sentence]}
 
 
 def _refuse_unless_empty():

@@ -15,8 +15,10 @@ Contract
   for the same patient cannot interleave: the upload either comes first (and the erasure is
   refused as running) or finds the patient gone (404).
 - Each erasure is appended to ``PNEUMOWEB_ERASURE_LOG`` (JSON lines, outside the database and its
-  backups). ``manage.py restore`` re-applies every erasure in it (``reapply_logged``), so a backup
-  older than an erasure does not bring the patient back.
+  backups; no default: erasing is refused until it is set, since a log inside the var folder dies
+  with the machine). ``manage.py restore`` re-applies every erasure in it (``reapply_logged``), so a
+  backup older than an erasure does not bring the patient back, and refuses to run without a log
+  unless the operator says no patient was erased since the backup (``check_log``).
 
 The audit trail is not touched: it never held names, MRNs or birth dates (``audit/pseudonyms.py``),
 so its seals stay valid through an erasure.
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 patient_erasing = Signal()
 
 RUNNING = "A study of this patient is still being assessed: erase the data once its prediction has finished."
+NO_LOG = ("PNEUMOWEB_ERASURE_LOG is not set: an erasure must be logged in a file kept beside the backups, off this "
+          "machine, or a restore would bring the patient back (docs/OPERATIONS.md). Set it, then erase.")
 
 
 class ErasureRefused(Exception):
@@ -55,6 +59,8 @@ def request_erasure(patient, *, by, reason):
     reason = (reason or "").strip()
     if not reason:
         raise ErasureRefused("Give the reason the erasure is required.")
+    if log_path() is None:
+        raise ErasureRefused(NO_LOG)
     if _running(patient):
         raise ErasureRefused(RUNNING)
     with transaction.atomic():  # without the two-person rule, a refused erasure leaves no request behind
@@ -73,6 +79,8 @@ def request_erasure(patient, *, by, reason):
 def approve(erasure, *, by):
     if erasure.status != Erasure.Status.REQUESTED:
         raise ErasureRefused("This erasure is not waiting for approval.")
+    if log_path() is None:
+        raise ErasureRefused(NO_LOG)
     if settings.PNEUMOWEB_ERASURE_TWO_PERSON and by.pk == erasure.requested_by_id:
         raise ErasureRefused("A second administrator must approve an erasure they did not request.")
     return carry_out(erasure, approved_by=by)
@@ -160,14 +168,22 @@ def _after_commit(erasure, files, *, logged):
              {k: len(v) if isinstance(v, list) else v for k, v in erasure.erased.items()})
 
 
+def log_path():
+    """Where erasures are logged (``PNEUMOWEB_ERASURE_LOG``), or None when it is not set."""
+    value = settings.PNEUMOWEB_ERASURE_LOG
+    return Path(value) if value else None
+
+
 def log_line(erasure):
+    # No personal data: keys, the pseudonym, and the reason (the form and the command ask for a
+    # reason without personal data: a legal basis, a request reference).
     return {"erasure": erasure.pk, "patient_pk": erasure.patient_pk, "pseudonym": erasure.patient_pseudonym,
             "patient_created_at": erasure.patient_created_at.isoformat(), "done_at": erasure.done_at.isoformat(),
-            "requested_by": erasure.requested_by_id, "approved_by": erasure.approved_by_id}
+            "requested_by": erasure.requested_by_id, "approved_by": erasure.approved_by_id, "reason": erasure.reason}
 
 
 def append_to_log(erasure):
-    path = Path(settings.PNEUMOWEB_ERASURE_LOG)
+    path = log_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     try:
@@ -177,10 +193,11 @@ def append_to_log(erasure):
         os.close(fd)
 
 
-def read_log():
+def read_log(path=None):
     """The logged erasures, oldest first; ``ValueError`` names a line that cannot be read."""
+    path = Path(path) if path else log_path()
     try:
-        lines = Path(settings.PNEUMOWEB_ERASURE_LOG).read_text().splitlines()
+        lines = path.read_text().splitlines() if path else []
     except FileNotFoundError:
         return []
     entries = []
@@ -191,36 +208,77 @@ def read_log():
             entry = json.loads(line)
             int(entry["patient_pk"]), datetime.fromisoformat(entry["patient_created_at"])  # what reapplying reads
         except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{settings.PNEUMOWEB_ERASURE_LOG} line {number} cannot be read ({error})") from None
+            raise ValueError(f"{path} line {number} cannot be read ({error})") from None
         entries.append(entry)
     return entries
 
 
-def check_log(manifest=None):
-    """Before a restore writes anything: an unreadable erasure log would bring erased patients back."""
+def check_log(manifest, options):
+    """Before a restore writes anything: find the erasure log, or refuse unless told there is none.
+
+    A restore that cannot see the erasures made since the backup would bring those patients back in
+    silence (a go-live drill did exactly that): the log is ``--erasure-log PATH`` (the copy kept
+    beside the backups), else ``PNEUMOWEB_ERASURE_LOG`` when that file exists; with neither, only
+    ``--no-erasures-since-backup`` lets the restore go on, and it is printed back as a warning.
+    """
+    given, none_since = options.get("erasure_log"), options.get("no_erasures_since_backup")
+    taken = manifest.get("created_at", "?")
+    if given and none_since:
+        raise BackupError("Give --erasure-log or --no-erasures-since-backup, not both.")
+    path = Path(given) if given else log_path()
+    if given and not path.is_file():
+        raise BackupError(f"The erasure log {path} does not exist or is not a file.")
+    if not given and (path is None or not path.is_file()):
+        if none_since:
+            options["erasure_log"] = None
+            return (f"WARNING: restored without an erasure log (--no-erasures-since-backup): a patient erased after "
+                    f"the backup was taken ({taken}) is back in this database.")
+        where = f"at {path}" if path else "(PNEUMOWEB_ERASURE_LOG is not set)"
+        raise BackupError(
+            f"No erasure log {where}: a patient erased since this backup was taken ({taken}) would come back. "
+            "Give --erasure-log PATH (the copy kept beside the backups) or, if no patient was erased since "
+            "the backup, say so with --no-erasures-since-backup.")
     try:
-        read_log()
+        entries = read_log(path)
     except (ValueError, OSError) as error:
         raise BackupError(f"The erasure log cannot be read, so erasures could not be re-applied: {error}") from None
+    options["erasure_log"] = str(path)
+    return f"Erasure log {path}: {len(entries)} erasure(s) listed."
 
 
-def reapply_logged(manifest=None):
-    """After a restore: erase again every logged patient the restored database still holds. Returns how many."""
+def reapply_logged(manifest, options):
+    """After a restore: erase again every logged patient the restored database still holds; says how many."""
     from django.contrib.auth import get_user_model
 
+    path = options.get("erasure_log")
+    if not path:
+        return None  # --no-erasures-since-backup: check_log has said so
     reapplied = 0
-    for line in read_log():
+    for line in read_log(path):
         created_at = datetime.fromisoformat(line["patient_created_at"])
         if not Patient.objects.filter(pk=line["patient_pk"], created_at=created_at).exists():
             continue
         by = get_user_model().objects.filter(pk=line.get("approved_by") or line.get("requested_by")).first()
-        # A request the backup caught waiting for approval is carried out; else it is recorded again.
+        # A request the backup caught waiting for approval is carried out; else it is recorded again,
+        # with the reason it was made for (older logs had none).
+        reason = line.get("reason") or f"Re-applied after a restore (erasure {line['erasure']} of {line['done_at']})"
         erasure = Erasure.objects.filter(patient_pk=line["patient_pk"], status=Erasure.Status.REQUESTED).first() \
             or Erasure.objects.create(
                 patient_pk=line["patient_pk"], patient_pseudonym=line["pseudonym"], patient_created_at=created_at,
-                reason=f"Re-applied after a restore (erasure {line['erasure']} of {line['done_at']})", requested_by=by)
+                reason=reason, requested_by=by)
         carry_out(erasure, approved_by=by, cancel_running=True, logged=False)  # the log has it already
         reapplied += 1
     if reapplied:
         log.warning("Restore: %d erasure(s) made after the backup were applied again", reapplied)
-    return reapplied
+    return f"Re-applied {reapplied} erasure(s) from {path} to patients the backup still held."
+
+
+def check_erasure_log(app_configs=None, **kwargs):
+    """System check: without PNEUMOWEB_ERASURE_LOG, erasing a patient is refused."""
+    from django.core import checks
+
+    if log_path() is not None:
+        return []
+    return [checks.Warning("PNEUMOWEB_ERASURE_LOG is not set: erasing a patient's data is refused until it is.",
+                           hint="Set it to a file kept beside the backups, off this machine (docs/OPERATIONS.md).",
+                           id="pneumoweb.W002")]

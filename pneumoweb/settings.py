@@ -343,7 +343,9 @@ PNEUMOWEB_PSEUDONYM_KEY = env("PNEUMOWEB_PSEUDONYM_KEY") or hashlib.sha256(
 # approves each request. The erasure log lives outside the database and its backups: a restore
 # re-applies the erasures it lists.
 PNEUMOWEB_ERASURE_TWO_PERSON = env_bool("PNEUMOWEB_ERASURE_TWO_PERSON", False)
-PNEUMOWEB_ERASURE_LOG = Path(env("PNEUMOWEB_ERASURE_LOG", VAR_DIR / "erasures.jsonl"))
+# No default: the log must outlive this machine (keep it beside the backups, off it); unset, erasing is
+# refused and diagnosis' system check warns.
+PNEUMOWEB_ERASURE_LOG = Path(env("PNEUMOWEB_ERASURE_LOG")) if env("PNEUMOWEB_ERASURE_LOG") else None
 
 # --- DICOM (pacs/: receiving from a PACS, sending results back; docs/OPERATIONS.md) ----------
 # The listener (manage.py dicom_listener): its AE title and address, and the calling AE titles it

@@ -123,7 +123,7 @@ def held(prediction_pks, token):
         thread.join(timeout=5)
 
 
-def requeue_after_restore(manifest):
+def requeue_after_restore(manifest=None, options=None):
     """After ``manage.py restore``: no worker of this deployment holds a job, so every job the backup
     caught running or sent goes back to the queue at once, for the reconciler's first round to send."""
     running = Prediction.objects.filter(status=Prediction.Status.RUNNING).update_status(
@@ -131,4 +131,5 @@ def requeue_after_restore(manifest):
     sent = Prediction.objects.filter(status=Prediction.Status.QUEUED).exclude(dispatched_at=None).update(
         dispatched_at=None)
     log.info("Restore: %d running and %d sent jobs queued again", running, sent)
-    return running + sent
+    return (f"Queued again {running + sent} job(s) the backup caught in flight ({running} running, {sent} sent):"
+            " start the worker to finish them.")

@@ -58,3 +58,38 @@ def test_it_reads_the_file_given_and_answers_json(tmp_path):
     verdict = json.loads(out.getvalue())
     assert verdict["ok"] is False and verdict["anchored_seals"] == 0
     assert verdict["problems"][0]["kind"] == "seal"
+
+
+def test_it_refuses_another_installations_seal_file_as_such_not_as_tampering(tmp_path, settings):
+    import uuid
+
+    from audit.seals import installation
+
+    write_entries(3)
+    run("seal_audit")
+    ours = [json.loads(line) for line in settings.PNEUMOWEB_AUDIT_SEAL_FILE.read_text().splitlines()]
+    assert ours[0]["installation"] == installation()  # every line names the installation it anchors
+    # Another site's file: its own chain, its own installation.
+    theirs = tmp_path / "other-site-seals.jsonl"
+    other = str(uuid.uuid4())
+    theirs.write_text("".join(json.dumps({**line, "digest": "f" * 64, "installation": other}) + "\n" for line in ours))
+    out = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("verify_audit", "--seals", str(theirs), stdout=out)
+    assert raised.value.returncode == 2
+    assert f"holds the seals of another installation ({other}), not of this one ({installation()})" in str(raised.value)
+    assert "digest differs" not in str(raised.value) + out.getvalue()
+
+
+def test_it_still_compares_a_file_whose_lines_name_no_installation(tmp_path, settings):
+    # Files written before the lines named their installation are checked as they always were.
+    write_entries(3)
+    run("seal_audit")
+    old = tmp_path / "older-seals.jsonl"
+    lines = [json.loads(line) for line in settings.PNEUMOWEB_AUDIT_SEAL_FILE.read_text().splitlines()]
+    old.write_text("".join(json.dumps({k: v for k, v in line.items() if k != "installation"}) + "\n" for line in lines))
+    assert run("verify_audit", "--seals", str(old)).rstrip().endswith("The audit trail is intact.")
+    old.write_text(old.read_text().replace(lines[0]["digest"], "0" * 64))
+    with pytest.raises(CommandError) as raised:
+        run("verify_audit", "--seals", str(old))
+    assert raised.value.returncode == 1 and "its digest differs" in str(raised.value)

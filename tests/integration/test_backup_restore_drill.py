@@ -134,6 +134,10 @@ def test_it_erases_again_what_was_erased_after_the_backup(drill):
     assert b.query("SELECT id FROM diagnosis_prediction WHERE id = %s", (gone["prediction"],)) == []
     assert gone["image"] in drill["manifest"]["files"]
     assert not (b.media_root / gone["image"]).exists()
+    # Said in the restore's main output, with the reason the erasure was made for kept.
+    assert "Re-applied 1 erasure(s) from " in drill["restored"]
+    assert b.query("SELECT reason FROM diagnosis_erasure WHERE patient_pk = %s", (gone["patient"],)) == [
+        ("drill: erasure after the backup",)]
 
 
 def test_it_restores_records_as_they_were_in_stack_a(drill):
@@ -194,3 +198,23 @@ def test_it_refuses_to_restore_onto_a_database_in_use(drill):
                             env=drill["b"].env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "not empty" in result.stderr
+
+
+def test_it_refuses_to_restore_without_the_erasure_log_and_says_so_when_told_none(drill, tmp_path):
+    # The go-live drill's finding: the same backup restored into another fresh database and folder,
+    # with no erasure log there, brought the erased patient back in silence.
+    database = create_database(POSTGRES_URL)
+    c = Stack(tmp_path / "c", database_url=database, broker_url=REDIS_URL)  # PNEUMOWEB_ERASURE_LOG not set
+    try:
+        with pytest.raises(AssertionError, match=r"exited 1:[\s\S]*No erasure log \(PNEUMOWEB_ERASURE_LOG is not set\)"):
+            c.manage("restore", str(drill["backup"]))
+        assert c.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+        said = c.manage("restore", str(drill["backup"]), "--no-erasures-since-backup", timeout=300).stdout
+        assert "WARNING: restored without an erasure log (--no-erasures-since-backup): a patient erased " \
+               f"after the backup was taken ({drill['manifest']['created_at']}) is back" in said
+        # Told so, the operator gets what they asked for: the patient erased after the backup is back.
+        assert c.query("SELECT id FROM diagnosis_patient WHERE id = %s", (drill["gone"]["patient"],)) != []
+        assert "Queued again" in said and "Ended every session and API token" in said
+    finally:
+        c.stop()
+        drop_database(database)

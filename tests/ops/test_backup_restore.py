@@ -5,6 +5,7 @@ cover what an operator can get wrong: a changed backup, a folder that is not one
 media folder in use, and files lost before the backup.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -81,8 +82,12 @@ def test_it_backs_up_rows_and_files_with_a_manifest(backed_up):
 
 def test_it_restores_the_same_rows_and_files(backed_up, tmp_path):
     env = site(tmp_path / "b")
-    said = manage(env, "restore", str(backed_up["backup"])).stdout
+    said = manage(env, "restore", str(backed_up["backup"]), "--no-erasures-since-backup").stdout
     assert "every checksum matched" in said
+    # What the restore did besides, in its main output (it was on stderr only).
+    assert "WARNING: restored without an erasure log (--no-erasures-since-backup)" in said
+    assert "Ended every session and API token the backup held" in said
+    assert "Queued again 0 job(s) the backup caught in flight" in said
     before = json.loads(manage(backed_up["env"], "shell", "-c", DIGESTS).stdout.splitlines()[-1])
     after = json.loads(manage(env, "shell", "-c", DIGESTS).stdout.splitlines()[-1])
     assert after == before
@@ -103,7 +108,8 @@ def test_it_refuses_a_backup_that_changed_and_writes_nothing(backed_up, tmp_path
     assert "does not match its manifest" in result.stderr and heatmap.name in result.stderr
     assert not (tmp_path / "b" / "media").exists() or not any((tmp_path / "b" / "media").rglob("*.*"))
     # Nothing was loaded: the same folder restores once the backup is intact again.
-    assert "every checksum matched" in manage(env, "restore", str(backed_up["backup"])).stdout
+    assert "every checksum matched" in manage(env, "restore", str(backed_up["backup"]),
+                                              "--no-erasures-since-backup").stdout
 
 
 def test_it_refuses_a_folder_that_is_not_a_backup(tmp_path):
@@ -161,12 +167,16 @@ def test_it_erases_again_on_restore_what_was_erased_after_the_backup(tmp_path):
     assert said.startswith("Erased patient P-")
     assert erasures.is_file()
 
-    restored = {**site(tmp_path / "b"), "PNEUMOWEB_ERASURE_LOG": str(erasures)}
-    manage(restored, "restore", str(tmp_path / "backup"))
+    # The copy kept beside the backups, given to a restore on a machine that has no log of its own.
+    restored = site(tmp_path / "b")
+    said = manage(restored, "restore", str(tmp_path / "backup"), "--erasure-log", str(erasures)).stdout
+    assert f"Erasure log {erasures}: 1 erasure(s) listed." in said
+    assert f"Re-applied 1 erasure(s) from {erasures} to patients the backup still held." in said
     left = manage(restored, "shell", "-c", "from diagnosis.models import Erasure, Patient; "
                                            "print(sorted(Patient.objects.values_list('pk', flat=True)), "
-                                           "Erasure.objects.filter(status='done', patient_pk=1).count())").stdout
-    assert left.strip().splitlines()[-1] == "[2] 1"
+                                           "list(Erasure.objects.filter(status='done', patient_pk=1)"
+                                           ".values_list('reason', flat=True)))").stdout
+    assert left.strip().splitlines()[-1] == "[2] ['request 9']"  # the reason it was erased for, kept
     assert not (tmp_path / "b" / "media" / erased_files).exists()
     assert (tmp_path / "backup" / "media" / erased_files).exists()  # the backup itself is never changed
 
@@ -183,7 +193,8 @@ def test_it_ends_every_session_and_token_the_backup_held(tmp_path):
     assert manage(env, "shell", "-c", counts).stdout.split()[-3:] == ["1", "1", "1"]
     manage(env, "backup", str(tmp_path / "backup"))
     restored = site(tmp_path / "b")
-    manage(restored, "restore", str(tmp_path / "backup"))
+    said = manage(restored, "restore", str(tmp_path / "backup"), "--no-erasures-since-backup").stdout
+    assert "Ended every session and API token the backup held (1 token(s)): everyone signs in again." in said
     assert manage(restored, "shell", "-c", counts).stdout.split()[-3:] == ["0", "0", "0"]
 
 
@@ -198,8 +209,9 @@ def test_it_starts_a_new_seal_file_and_keeps_the_old_one(tmp_path):
     manage(env, "seal_audit")
     restored = {**site(tmp_path / "b"), "PNEUMOWEB_AUDIT_SEAL_FILE": str(seals),
                 "PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS": "0"}
-    manage(restored, "restore", str(tmp_path / "backup"))
+    said = manage(restored, "restore", str(tmp_path / "backup"), "--no-erasures-since-backup").stdout
     (kept,) = seals.parent.glob("audit-seals.jsonl.before-restore-*")
+    assert f"The sealed-digest file was kept as {kept}; {seals} now anchors the restored seals." in said
     assert manage(restored, "verify_audit").stdout.rstrip().endswith("The audit trail is intact.")
     lost = manage(restored, "verify_audit", "--seals", str(kept), check=False)
     assert lost.returncode == 1 and "missing: entry" in lost.stdout
@@ -214,3 +226,55 @@ def test_it_refuses_to_restore_without_a_readable_erasure_log(backed_up, tmp_pat
     tables = manage(env, "shell", "-c", "from django.db import connection; "
                                         "print(len(connection.introspection.table_names()))").stdout.split()[-1]
     assert tables == "0"
+
+
+def test_it_refuses_to_restore_without_an_erasure_log_unless_told_there_is_none(backed_up, tmp_path):
+    # A go-live drill restored a backup on a fresh machine without the log: the erased patient came
+    # back in silence. Now the restore asks where the log is, or to be told that there is none.
+    env = site(tmp_path / "b")  # PNEUMOWEB_ERASURE_LOG not set, no log anywhere
+    result = manage(env, "restore", str(backed_up["backup"]), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "No erasure log (PNEUMOWEB_ERASURE_LOG is not set): a patient erased since this backup" in result.stderr
+    assert "--erasure-log PATH" in result.stderr and "--no-erasures-since-backup" in result.stderr
+    assert tables_in(env) == "0"  # refused before anything was written
+    missing = tmp_path / "not-there.jsonl"
+    result = manage(env, "restore", str(backed_up["backup"]), "--erasure-log", str(missing), check=False)
+    assert result.returncode == 1 and f"The erasure log {missing} does not exist" in result.stderr
+    configured = {**env, "PNEUMOWEB_ERASURE_LOG": str(missing)}  # set, but the file is not on this machine
+    result = manage(configured, "restore", str(backed_up["backup"]), check=False)
+    assert result.returncode == 1 and f"No erasure log at {missing}" in result.stderr
+    assert tables_in(env) == "0"
+
+
+def tables_in(env):
+    return manage(env, "shell", "-c", "from django.db import connection; "
+                                      "print(len(connection.introspection.table_names()))").stdout.split()[-1]
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """``folder`` made unwritable even for root (the immutable flag), or by its mode for other users."""
+    folder.mkdir(parents=True, exist_ok=True)
+    as_root = os.geteuid() == 0
+    if as_root:
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+    try:
+        yield folder
+    finally:
+        if as_root:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        else:
+            folder.chmod(0o755)
+
+
+def test_it_refuses_a_backup_folder_it_cannot_make_in_one_line(backed_up, tmp_path):
+    # The docs' own pattern, `backup /backups/pneumoweb/$(date +%F)`, under a folder it may not write.
+    configured = {**backed_up["env"], "PNEUMOWEB_ERASURE_LOG": str(tmp_path / "kept" / "erasures.jsonl")}
+    with read_only(tmp_path / "backups") as backups:
+        result = manage(configured, "backup", str(backups / "2026-12-07"), check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "PermissionError" not in result.stderr
+    assert result.stderr.strip().startswith(f"CommandError: Cannot write the backup to {backups / '2026-12-07'}: ")
+    assert len(result.stderr.strip().splitlines()) == 1

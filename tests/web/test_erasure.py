@@ -99,6 +99,20 @@ def test_it_logs_the_erasure_outside_the_database_without_personal_data(admin_us
     assert line["pseudonym"] == patient_pseudonym(pk)
     text = Path(settings.PNEUMOWEB_ERASURE_LOG).read_text() + json.dumps(erasure.erased)
     assert name not in text and mrn not in text
+    assert line["reason"] == erasure.reason  # a restore that erases again keeps the reason it was made for
+
+
+def test_it_refuses_to_erase_while_the_erasure_log_is_not_set(admin_user, patient, settings):
+    from diagnosis.erasure import check_erasure_log
+
+    settings.PNEUMOWEB_ERASURE_LOG = None  # its default: a log inside var/ would die with the machine
+    with pytest.raises(ErasureRefused, match="PNEUMOWEB_ERASURE_LOG is not set: an erasure must be logged"):
+        request_erasure(patient, by=admin_user, reason="request 9")
+    assert Patient.objects.filter(pk=patient.pk).exists() and not Erasure.objects.exists()
+    [warning] = check_erasure_log()
+    assert warning.id == "pneumoweb.W002" and "off this machine" in warning.hint
+    settings.PNEUMOWEB_ERASURE_LOG = "/somewhere/kept/erasures.jsonl"
+    assert check_erasure_log() == []
 
 
 def test_it_leaves_a_trail_that_names_no_one_and_still_verifies(admin_user, clinician, patient,

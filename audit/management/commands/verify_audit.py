@@ -2,12 +2,13 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.seals import verify
+from audit.seals import foreign_installations, installation, read_anchor, verify
 
 
 class Command(BaseCommand):
     help = ("Check the audit trail against its seals and the sealed-digest file: names the first entry changed, "
-            "removed, inserted or missing from the end. Exit status 0 when intact, 1 when not.")
+            "removed, inserted or missing from the end. Exit status 0 when intact, 1 when not, 2 when the file "
+            "belongs to another installation.")
 
     def add_arguments(self, parser):
         parser.add_argument("--seals", metavar="FILE",
@@ -15,6 +16,14 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
     def handle(self, *args, seals=None, **options):
+        foreign = foreign_installations(read_anchor(seals))
+        if foreign:
+            # Not this trail's anchor at all: comparing would report every seal as tampered with.
+            raise CommandError(
+                f"{seals or 'The sealed-digest file'} holds the seals of another installation "
+                f"({', '.join(foreign)}), not of this one ({installation()}): it is not this audit trail's "
+                "anchor. Give the file this installation exported: its lines name this installation.",
+                returncode=2)
         verdict = verify(anchor_path=seals)
         if options["json"]:
             self.stdout.write(json.dumps({

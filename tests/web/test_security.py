@@ -60,11 +60,19 @@ def deploy_check(tmp_path, **env):
                           cwd=REPO, env={**base, **env}, capture_output=True, text=True, timeout=120)
 
 
+PRODUCTION = {"DJANGO_SECURE_COOKIES": "true", "DJANGO_SECRET_KEY": "kR7-vQ2pZ9xW4mL8nB3cT6yH1jF5sD0gA" * 2,
+              "DJANGO_ALLOWED_HOSTS": "pneumoweb.example.org"}
+
+
 def test_the_production_settings_pass_the_deployment_check(tmp_path):
-    result = deploy_check(tmp_path, DJANGO_SECURE_COOKIES="true", DJANGO_SECRET_KEY="kR7-vQ2pZ9xW4mL8nB3cT6yH1jF5sD0gA" * 2,
-                          DJANGO_ALLOWED_HOSTS="pneumoweb.example.org")
+    result = deploy_check(tmp_path, **PRODUCTION, PNEUMOWEB_ERASURE_LOG="/srv/backups/pneumoweb/erasures.jsonl")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in (result.stdout + result.stderr)
+
+
+def test_the_deployment_check_names_a_missing_erasure_log(tmp_path):
+    result = deploy_check(tmp_path, **PRODUCTION)
+    assert result.returncode != 0 and "(pneumoweb.W002) PNEUMOWEB_ERASURE_LOG is not set" in result.stderr
 
 
 def test_https_settings_turn_on_hsts_and_the_redirect(tmp_path):

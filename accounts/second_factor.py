@@ -36,7 +36,9 @@ def is_privileged(user):
 
 
 def must_use_second_factor(user):
-    if not settings.PNEUMOWEB_OTP_REQUIRED or is_pacs_sender(user):
+    if not settings.PNEUMOWEB_OTP_REQUIRED:
+        return False
+    if is_pacs_sender(user) and not is_privileged(user):
         return False  # a sending system has no person to type a code (it never signs in to pages)
     return settings.PNEUMOWEB_OTP_REQUIRED_FOR_CLINICIANS or is_privileged(user)
 

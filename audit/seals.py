@@ -145,10 +145,13 @@ def anchor_line(seal, installation_name=None):
             "sealed_at": plain(seal.sealed_at), "installation": installation_name or installation()}
 
 
-def foreign_installations(anchor):
-    """The installations other than this one that lines of a sealed-digest file name (older lines name none)."""
+def foreign_file(anchor):
+    """The other installations a sealed-digest file names when **none** of its lines names this one:
+    another site's file, not this trail's anchor ([] otherwise). A file of this installation with a
+    line naming another is not foreign: that line is a problem ``verify`` reports."""
     ours = installation()
-    return sorted({line["installation"] for line in anchor if line.get("installation") not in (None, ours)})
+    named = {line.get("installation") for line in anchor} - {None}
+    return [] if ours in named or not named else sorted(named)
 
 
 def read_anchor(path=None):
@@ -329,6 +332,9 @@ def _compare_anchor(seals, anchor, *, require_anchor, anchor_path):
         number = line.get("number")
         if not isinstance(number, int):
             yield Problem("seal", None, None, f"{path} has an unreadable line {line}")
+            continue
+        if line.get("installation") not in (None, installation()):
+            yield Problem("seal", None, number, f"the line names another installation ({line['installation']})")
             continue
         seal = by_number.get(number)
         if seal is None:

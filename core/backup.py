@@ -127,13 +127,9 @@ def backup(dest):
         dest.mkdir(parents=True, exist_ok=True)
         if not os.access(dest, os.W_OK):
             raise PermissionError(errno.EACCES, "Permission denied", str(dest))
-        return _backup_into(dest)
     except OSError as error:
         where = error.filename or dest
         raise BackupError(f"Cannot write the backup to {dest}: {error.strerror or error} ({where})") from None
-
-
-def _backup_into(dest):
     vendor = connections["default"].vendor
     if vendor == "postgresql":
         database_file, snapshot = _dump_postgres(dest)

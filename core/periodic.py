@@ -165,7 +165,8 @@ class Scheduler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-            self._thread = None
+            if not self._thread.is_alive():  # one still in a long round keeps its place: no second thread
+                self._thread = None
 
     def wake_seconds(self):
         intervals = [j.interval for j in jobs().values() if j.interval > 0]

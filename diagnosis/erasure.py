@@ -226,6 +226,12 @@ def check_log(manifest, options):
     if given and none_since:
         raise BackupError("Give --erasure-log or --no-erasures-since-backup, not both.")
     path = Path(given) if given else log_path()
+    if none_since and path is not None and path.is_file():
+        # Re-applying a logged erasure never harms: the log found is used, and the operator told.
+        entries = _readable(path)
+        options["erasure_log"] = str(path)
+        return (f"Erasure log {path} found: used although --no-erasures-since-backup was given; "
+                f"{len(entries)} erasure(s) listed.")
     if given and not path.is_file():
         raise BackupError(f"The erasure log {path} does not exist or is not a file.")
     if not given and (path is None or not path.is_file()):
@@ -238,12 +244,16 @@ def check_log(manifest, options):
             f"No erasure log {where}: a patient erased since this backup was taken ({taken}) would come back. "
             "Give --erasure-log PATH (the copy kept beside the backups) or, if no patient was erased since "
             "the backup, say so with --no-erasures-since-backup.")
-    try:
-        entries = read_log(path)
-    except (ValueError, OSError) as error:
-        raise BackupError(f"The erasure log cannot be read, so erasures could not be re-applied: {error}") from None
+    entries = _readable(path)
     options["erasure_log"] = str(path)
     return f"Erasure log {path}: {len(entries)} erasure(s) listed."
+
+
+def _readable(path):
+    try:
+        return read_log(path)
+    except (ValueError, OSError) as error:
+        raise BackupError(f"The erasure log cannot be read, so erasures could not be re-applied: {error}") from None
 
 
 def reapply_logged(manifest, options):

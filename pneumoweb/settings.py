@@ -301,7 +301,7 @@ PNEUMOWEB_TASK_SOFT_TIME_LIMIT = env_int("PNEUMOWEB_TASK_SOFT_TIME_LIMIT", 120)
 PNEUMOWEB_TASK_HARD_TIME_LIMIT = env_int("PNEUMOWEB_TASK_HARD_TIME_LIMIT", 150)
 # Recovery (diagnosis/jobs/dispatch.py, docs/OPERATIONS.md): a running job renews its lease every
 # HEARTBEAT seconds; one not renewed for LEASE seconds lost its worker and is queued again. The
-# reconciler runs every RECONCILE seconds in each worker (0 turns it off) and re-sends a queued job
+# periodic job requeue-and-resend runs every RECONCILE seconds (0 turns it off) and re-sends a queued job
 # whose message went out more than RESEND_AFTER seconds ago (a broker that lost its data).
 # Dynamic batching on the worker: a job takes up to BATCH_SIZE queued studies (waiting at most
 # BATCH_WAIT_MS for them) through one forward pass; 1 runs each study alone.

@@ -41,6 +41,8 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("accounts", "0001_signed_in_session"),
+        # After core gave up SignedInSession: create_permissions would otherwise make core's copy again.
+        ("core", "0003_signed_in_session_moved_to_accounts"),
         ("diagnosis", "0016_erasure_and_pseudonymous_audit"),
         ("pacs", "0004_pseudonymous_audit"),
     ]

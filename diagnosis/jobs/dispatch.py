@@ -76,6 +76,8 @@ def requeue_and_resend():
     """Requeue jobs whose worker was lost; send again the ones the broker lost."""
     done = requeue_abandoned()
     done["resent"] = resend_lost()
+    if done["requeued"] or done["failed"] or done["resent"]:
+        log.info("Reconciled predictions: %s", done)  # the line docs/OPERATIONS.md tells operators to look for
     return done
 
 

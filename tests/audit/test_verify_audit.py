@@ -93,3 +93,17 @@ def test_it_still_compares_a_file_whose_lines_name_no_installation(tmp_path, set
     with pytest.raises(CommandError) as raised:
         run("verify_audit", "--seals", str(old))
     assert raised.value.returncode == 1 and "its digest differs" in str(raised.value)
+
+
+def test_a_line_naming_another_installation_in_this_installations_file_is_a_problem(settings):
+    # Appending one forged line must not turn the whole file into "another installation's file".
+    write_entries(3)
+    run("seal_audit")
+    path = settings.PNEUMOWEB_AUDIT_SEAL_FILE
+    [line] = [json.loads(text) for text in path.read_text().splitlines()]
+    path.write_text(path.read_text() + json.dumps({**line, "number": 2, "installation": "forged"}) + "\n")
+    out = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("verify_audit", stdout=out)
+    assert raised.value.returncode == 1
+    assert "seal 2 — the line names another installation (forged)" in out.getvalue()

@@ -66,3 +66,15 @@ def test_a_clinician_created_by_the_command_holds_no_pacs_permission():
 def test_it_refuses_an_unknown_role_naming_the_known_ones():
     with pytest.raises(CommandError, match="invalid choice: 'nurse' \\(choose from 'clinician', 'reviewer', 'admin', 'pacs'\\)"):
         create_user("nina", "--role", "nurse")
+
+
+def test_a_new_role_replaces_the_old_one_and_a_privileged_sender_is_never_exempt():
+    create_user("rita", "--role", "reviewer")
+    create_user("rita", "--role", "pacs")  # the reviewer's account becomes a sending system's
+    rita = get_user_model().objects.get(username="rita")
+    assert set(rita.groups.values_list("name", flat=True)) == {"pacs-sender"}
+    assert not rita.is_staff and not rita.has_perm(roles.SEES_EVERY_RECORD)
+    # Made a sender by hand beside being an administrator: the second factor still applies.
+    rita.is_superuser = rita.is_staff = True
+    rita.save()
+    assert must_use_second_factor(get_user_model().objects.get(username="rita"))

@@ -36,6 +36,8 @@ class Command(BaseCommand):
         user.is_staff = role in (REVIEWER, ADMIN)
         user.is_superuser = role == ADMIN
         user.save()
+        # One role at a time: a reviewer made a PACS sender (or the reverse) keeps nothing of the old one.
+        user.groups.remove(*Group.objects.filter(name__in=set(GROUP.values()) - {group.name}))
         user.groups.add(group)
         verb = "Created" if created else "Reset password of"
         self.stdout.write(f"{verb} {role} {username!r} with password {password!r}")

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.seals import foreign_installations, installation, read_anchor, verify
+from audit.seals import foreign_file, installation, read_anchor, verify
 
 
 class Command(BaseCommand):
@@ -16,9 +16,11 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
     def handle(self, *args, seals=None, **options):
-        foreign = foreign_installations(read_anchor(seals))
+        foreign = foreign_file(read_anchor(seals))
         if foreign:
-            # Not this trail's anchor at all: comparing would report every seal as tampered with.
+            # No line names this installation: another site's file. Comparing would report every seal
+            # as tampered with. (A changed installation row in this database looks the same: exit 2
+            # with the file known to be the right one is an alarm too.)
             raise CommandError(
                 f"{seals or 'The sealed-digest file'} holds the seals of another installation "
                 f"({', '.join(foreign)}), not of this one ({installation()}): it is not this audit trail's "

@@ -3,7 +3,8 @@
 Each app's ``ready()`` registers its jobs: ``register(name, interval_setting, function, description)``
 — the interval is a setting in seconds, read at every round (``override_settings`` and tests see it);
 the function is a dotted path, imported at its first round, so that registering costs no process
-its start-up time (``pacs.housekeeping`` pulls in highdicom: 0.37 s in every web process otherwise).
+its start-up time (``pacs.housekeeping`` pulls in highdicom: 0.37 s in every web process otherwise,
+by ``python -X importtime -c "import django; django.setup()"``).
 One ``Scheduler`` thread runs them: in every worker's main process (``diagnosis/jobs/worker.py``)
 and in the DICOM listener (``pacs``), or alone with ``manage.py periodic --loop``.
 
@@ -75,22 +76,23 @@ def jobs():
 
 
 def _claim(job, now):
-    """Take this round of ``job`` if it is due; False when it is not (or another scheduler has it)."""
+    """Take this round of ``job`` if it is due. Returns (claimed, when the next round is due)."""
     from .models import PeriodicJob
 
     next_due = now + timezone.timedelta(seconds=job.interval)
     claimed = PeriodicJob.objects.filter(name=job.name, next_due__lte=now).update(
         next_due=next_due, last_started=now, last_host=process_name())
     if claimed:
-        return True
-    if PeriodicJob.objects.filter(name=job.name).exists():
-        return False
+        return True, next_due
+    taken = PeriodicJob.objects.filter(name=job.name).values_list("next_due", flat=True).first()
+    if taken is not None:
+        return False, taken  # not due yet, or another scheduler has this round
     try:  # the job's first round anywhere
         with transaction.atomic():
             PeriodicJob.objects.create(name=job.name, next_due=next_due, last_started=now, last_host=process_name())
     except IntegrityError:  # another scheduler created it a moment ago: its round
-        return False
-    return True
+        return False, next_due
+    return True, next_due
 
 
 def process_name():
@@ -119,15 +121,20 @@ def run_job(job):
     return outcome, detail
 
 
-def run_due(now=None):
-    """One pass: every enabled job whose round is due and not taken elsewhere runs. Returns {name: outcome}."""
+def run_due(now=None, next_due=None):
+    """One pass: every enabled job whose round is due and not taken elsewhere runs. Returns {name: outcome}.
+
+    ``next_due``: a scheduler's own note of when each job is next due ({name: datetime}, updated
+    here), so that a pass asks the database nothing about a job that is not due yet."""
     done = {}
+    next_due = {} if next_due is None else next_due
     for job in jobs().values():
-        if job.interval <= 0:
+        moment = now or timezone.now()
+        if job.interval <= 0 or next_due.get(job.name, moment) > moment:
             continue
         try:
             refresh_connection()
-            claimed = _claim(job, now or timezone.now())
+            claimed, next_due[job.name] = _claim(job, moment)
         except DatabaseError:
             log.warning("Periodic job %s: the database is not answering; trying again", job.name, exc_info=True)
             continue
@@ -151,6 +158,7 @@ class Scheduler:
     def __init__(self):
         self._stop = threading.Event()
         self._thread = None
+        self._next_due = {}  # when each job is next due, as last read: passes in between cost no query
 
     def start(self):
         if self._thread is not None:
@@ -175,7 +183,7 @@ class Scheduler:
     def _run(self):
         while not self._stop.wait(self.wake_seconds()):
             try:
-                run_due()
+                run_due(next_due=self._next_due)
             except Exception:  # noqa: BLE001 - never let the thread die: the next pass tries again
                 log.warning("Periodic pass failed; trying again", exc_info=True)
             finally:

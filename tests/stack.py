@@ -65,12 +65,15 @@ def create_database(server_url, template=None):
 _migrated = {}
 
 
+def process_env(var_dir, **extra):
+    """The environment of a stack's processes: this one's, less its own configuration, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_ENV_PREFIXES)}
+    return {**env, "PNEUMOWEB_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "pneumoweb.settings", **extra}
+
+
 def _migrate_into(var_dir, database_url=None):
     prepare(var_dir)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_ENV_PREFIXES)}
-    env.update(PNEUMOWEB_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="pneumoweb.settings")
-    if database_url:
-        env["DATABASE_URL"] = database_url
+    env = process_env(var_dir, **({"DATABASE_URL": database_url} if database_url else {}))
     result = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"migrate failed:\n{result.stdout}\n{result.stderr}"
@@ -171,15 +174,8 @@ class Stack:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.processes = {}
         self._log_files = []
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_ENV_PREFIXES)}
-        self.env.update(
-            PNEUMOWEB_VAR_DIR=str(self.var_dir),
-            CELERY_QUEUE=self.queue,
-            DJANGO_SETTINGS_MODULE="pneumoweb.settings",
-            PYTHONUNBUFFERED="1",
-            LOG_LEVEL="INFO",
-            **(extra_env or {}),
-        )
+        self.env = process_env(self.var_dir, CELERY_QUEUE=self.queue, PYTHONUNBUFFERED="1", LOG_LEVEL="INFO",
+                               **(extra_env or {}))
         # As the embedded demo (bin/run): reviewers and admins sign in without a second factor;
         # tests of the second factor pass PNEUMOWEB_OTP_REQUIRED="true" in extra_env.
         self.env.setdefault("PNEUMOWEB_OTP_REQUIRED", "false")

@@ -94,12 +94,9 @@ def sweep_orphan_files():
 def reconcile(*, sweep=True):
     """All of the steps above at once (``manage.py reconcile``); returns what it did."""
     refresh_connection()
-    done = requeue_abandoned()
-    done["resent"] = resend_lost()
+    done = requeue_and_resend()
     if sweep:
-        done["orphans_deleted"] = len(sweep_orphans())
-        done["idempotency_keys_forgotten"] = IdempotentRequest.forget_expired()
+        done["orphans_deleted"] = sweep_orphan_files()["deleted"]
+        done["idempotency_keys_forgotten"] = forget_idempotency_keys()["forgotten"]
         done["audit_seals"] = len(seal_due())
-    if done["requeued"] or done["failed"] or done["resent"]:
-        log.info("Reconciled predictions: %s", done)
     return done

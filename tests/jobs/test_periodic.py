@@ -59,6 +59,18 @@ def test_it_runs_a_due_job_once_per_interval_whatever_the_number_of_schedulers(c
     assert row.last_finished is not None and row.last_seconds >= 0 and ":" in row.last_host
 
 
+def test_a_schedulers_pass_asks_the_database_nothing_about_a_job_not_due(counted_job, django_assert_num_queries):
+    now, known = timezone.now(), {}
+    assert periodic.run_due(now=now, next_due=known) == {"count": "ok"}
+    assert known == {"count": now + datetime.timedelta(seconds=30)}
+    with django_assert_num_queries(0):
+        assert periodic.run_due(now=now + datetime.timedelta(seconds=29), next_due=known) == {}
+    # Another scheduler ran the round first: this one reads when the next is due, and waits for it.
+    PeriodicJob.objects.filter(name="count").update(next_due=now + datetime.timedelta(seconds=90))
+    assert periodic.run_due(now=now + datetime.timedelta(seconds=30), next_due=known) == {}
+    assert known == {"count": now + datetime.timedelta(seconds=90)} and counted_job == [1]
+
+
 def test_a_failing_round_is_recorded_and_the_job_runs_again_next_interval(settings, monkeypatch):
     monkeypatch.setattr(periodic, "_registry", {})
     settings.PNEUMOWEB_TEST_JOB_SECONDS = 5
@@ -89,7 +101,7 @@ def test_the_scheduler_wakes_at_the_shortest_interval_within_bounds(counted_job,
 def test_the_scheduler_thread_makes_passes_until_stopped(counted_job, settings, monkeypatch):
     # The passes themselves are run_due, tested above; here the thread: it wakes, passes, stops.
     passes = []
-    monkeypatch.setattr(periodic, "run_due", lambda: passes.append(1))
+    monkeypatch.setattr(periodic, "run_due", lambda next_due: passes.append(1))
     settings.PNEUMOWEB_TEST_JOB_SECONDS = 0.2
     scheduler = periodic.Scheduler()
     scheduler.start()

@@ -17,7 +17,7 @@ import pytest
 
 from pneumoweb.var_dir import prepare
 
-from ..stack import migrated_sqlite_file
+from ..stack import migrated_sqlite_file, process_env
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -40,9 +40,7 @@ DIGESTS = "import json; from core.backup import table_digests; print(json.dumps(
 def site(root):
     """The environment of one embedded deployment under ``root``."""
     prepare(root)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "PNEUMOWEB_", "DJANGO_", "CELERY_"))}
-    env.update(PNEUMOWEB_VAR_DIR=str(root), DJANGO_SETTINGS_MODULE="pneumoweb.settings")
-    return env
+    return process_env(root)
 
 
 def migrated(env):

@@ -139,9 +139,12 @@ def test_the_command_refuses_an_unknown_job_naming_the_known_ones(counted_job):
 
 def test_the_admin_shows_the_jobs_read_only(counted_job):
     periodic.run_due()
+    PeriodicJob.objects.filter(name="count").update(last_outcome="failed", last_detail="OSError: " + "disk full " * 200)
     client = signed_in_client(make_admin())
     page = client.get(reverse("admin:core_periodicjob_changelist"))
     assert page.status_code == 200 and b"count" in page.content
+    assert b"disk full " * 9 in page.content and b"disk full " * 12 not in page.content  # cut short in the list
+    assert (b"disk full " * 200).strip() in client.get(reverse("admin:core_periodicjob_change", args=["count"])).content
     assert client.get(reverse("admin:core_periodicjob_change", args=["count"])).status_code == 200
     assert client.post(reverse("admin:core_periodicjob_change", args=["count"]), {"last_outcome": "ok"}
                        ).status_code == 403

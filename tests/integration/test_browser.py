@@ -50,7 +50,9 @@ def browser_stack(root, *, users, extra_env=None):
     servers = {}
     if reachable(POSTGRES_URL) and reachable(REDIS_URL):
         servers = {"database_url": POSTGRES_URL, "broker_url": REDIS_URL}
-    return running_stack(root, users=users, collectstatic=True, extra_env=extra_env, **servers)
+    # Two web processes: Chromium opens sockets ahead of its requests, and a lone sync gunicorn worker
+    # waits on such an idle socket while the test's own API call times out (seen once under load).
+    return running_stack(root, users=users, collectstatic=True, extra_env=extra_env, web_workers=2, **servers)
 
 
 @pytest.fixture(scope="module")

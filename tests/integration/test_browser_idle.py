@@ -27,7 +27,9 @@ TIMEOUT, WARNING = 12, 6
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     short = {"PNEUMOWEB_IDLE_TIMEOUT_SECONDS": str(TIMEOUT), "PNEUMOWEB_IDLE_WARNING_SECONDS": str(WARNING)}
+    # Two web processes, as test_browser.browser_stack says why.
     with running_stack(tmp_path_factory.mktemp("browser-idle"), users=[("alice", "clinician")], collectstatic=True,
+                       web_workers=2,
                        extra_env=short) as stack:
         yield stack
 

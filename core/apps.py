@@ -14,6 +14,7 @@ class CoreConfig(AppConfig):
     def ready(self):
         from django.core import checks
 
-        from .checks import check_unknown_environment
+        from .checks import check_settings_agree, check_unknown_environment
 
         checks.register(check_unknown_environment)
+        checks.register(check_settings_agree)

@@ -13,7 +13,7 @@ class DiagnosisConfig(AppConfig):
 
         from . import erasure
         from .jobs import lease, worker
-        from .models import Erasure, Patient, Prediction, Report, Study
+        from .models import Erasure, Patient, Prediction, Report, SiteOperatingPoint, Study
 
         # Changes to these rows go to the audit trail (audit/); files, FHIR and lease bookkeeping do not.
         # Personal values are masked by keyed hashes and rows are named by pseudonyms (audit_name()):
@@ -29,6 +29,7 @@ class DiagnosisConfig(AppConfig):
                           mask_fields=["review_comment"], **masked)
         auditlog.register(Report, exclude_fields=["pdf", "pdf_sha256", "fhir", "review_state"])
         auditlog.register(Erasure, mask_fields=["reason"], **masked)
+        auditlog.register(SiteOperatingPoint)
         worker.connect()
         jobs = "diagnosis.jobs.dispatch."
         periodic.register("requeue-and-resend", "PNEUMOWEB_RECONCILE_SECONDS", jobs + "requeue_and_resend",

@@ -171,8 +171,15 @@ class Prediction(models.Model):
         "operating point", max_length=20, blank=True,
         help_text="The validated population whose operating point was used (pediatric, adult), picked by age.",
     )
+    # The site's own operating point when one was in force for this population and these weights
+    # (diagnosis/site_points.py); empty: the model card's point. Recorded with the result, never changed.
+    site_point = models.ForeignKey("SiteOperatingPoint", on_delete=models.PROTECT, null=True, blank=True,
+                                   related_name="predictions")
     model_name = models.CharField(max_length=100, blank=True)
     model_sha256 = models.CharField("model weights sha256", max_length=64, blank=True)
+    # Drawn at upload with probability PNEUMOWEB_REVIEW_SAMPLE_SHARE: the review queue's random sample,
+    # the only reviews free of the flagged-and-borderline-first order (site calibration counts them apart).
+    review_sample = models.BooleanField("in the random review sample", default=False)
     queued_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -185,11 +192,14 @@ class Prediction(models.Model):
     # Heatmaps (ml.explain) for the label given: both branches combined, and each branch.
     heatmap = models.FileField(upload_to=heatmap_upload_to, max_length=255, blank=True)
     heatmap_cnn = models.FileField("CNN heatmap", upload_to=heatmap_upload_to, max_length=255, blank=True)
-    heatmap_vit = models.FileField("ViT heatmap", upload_to=heatmap_upload_to, max_length=255, blank=True)
+    # Legacy: only pneumoweb-v3 drew a ViT map (its map failed the pointing test and v4 draws none). Kept so
+    # v3's predictions keep their maps; a model that draws no ViT map leaves both columns empty.
+    heatmap_vit = models.FileField("ViT heatmap (legacy, v3 only)", upload_to=heatmap_upload_to, max_length=255,
+                                   blank=True)
     # Each map's sha256, written with it and checked whenever it is read (diagnosis/integrity.py).
     heatmap_sha256 = models.CharField(max_length=64, blank=True)
     heatmap_cnn_sha256 = models.CharField("CNN heatmap sha256", max_length=64, blank=True)
-    heatmap_vit_sha256 = models.CharField("ViT heatmap sha256", max_length=64, blank=True)
+    heatmap_vit_sha256 = models.CharField("ViT heatmap sha256 (legacy, v3 only)", max_length=64, blank=True)
     warnings = models.JSONField(
         default=list, blank=True, help_text="Intended-use warnings: the study is outside the model's validated population."
     )
@@ -250,6 +260,13 @@ class Prediction(models.Model):
         return bool(self.review_verdict)
 
     @property
+    def operating_point(self):
+        """Whose operating point gave the label: this site's refit one (with its date) or the model card's."""
+        if not self.label:
+            return ""
+        return self.site_point.described if self.site_point_id else "the model card's operating point"
+
+    @property
     def model_version(self):
         return f"{self.model_name}@{self.model_sha256[:12]}" if self.model_name else ""
 
@@ -268,6 +285,62 @@ class Prediction(models.Model):
                 continue
             if getattr(self, field.attname) != stored[field.attname]:
                 raise ValueError(f"A {stored['status']} prediction is immutable except for its review ({field.name}).")
+
+
+class SiteOperatingPoint(models.Model):
+    """A population's operating point refitted on this site's reviewed studies (``diagnosis/site_points.py``).
+
+    One row per version: proposed (waiting for a second administrator under the two-person rule),
+    then active until a later point supersedes it or an administrator reverts to the card's point.
+    At most one is active per population and weights; its figures are those the proposal showed,
+    computed only from reviews made before ``evidence_until``.
+    """
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", "Waiting for a second administrator"
+        ACTIVE = "active", "In use"
+        SUPERSEDED = "superseded", "Replaced by a later site point"
+        REVERTED = "reverted", "Reverted to the model card's point"
+        WITHDRAWN = "withdrawn", "Withdrawn before approval"
+
+    population = models.CharField(max_length=20)
+    model_name = models.CharField(max_length=100)
+    model_sha256 = models.CharField("model weights sha256", max_length=64)
+    threshold = models.FloatField(help_text="On the calibrated P(pneumonia), as the card's threshold.")
+    band_low = models.FloatField(help_text="The refit borderline band's lower end.")
+    band_high = models.FloatField(help_text="The refit borderline band's upper end.")
+    card_threshold = models.FloatField(help_text="The model card's threshold for this population.")
+    min_recall = models.FloatField(help_text="The population's recall floor the point was refit to (the card's).")
+    evidence_until = models.DateTimeField(help_text="Only reviews made before this instant were counted.")
+    figures = models.JSONField(help_text="The proposal as shown: counts, thresholds, recall and specificity with "
+                                         "patient-bootstrap intervals, the share from the random review sample.")
+    status = models.CharField(max_length=10, choices=Status.choices)
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    proposed_at = models.DateTimeField(default=timezone.now)
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+")
+    active_from = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                 related_name="+")
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-proposed_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["population", "model_sha256"], condition=models.Q(status="active"),
+                                    name="one_active_site_point_per_population"),
+            models.UniqueConstraint(fields=["population", "model_sha256"], condition=models.Q(status="proposed"),
+                                    name="one_proposed_site_point_per_population"),
+        ]
+
+    def __str__(self):
+        return f"{self.population} site operating point of {self.proposed_at:%Y-%m-%d} ({self.status})"
+
+    @property
+    def described(self):
+        """What a result says of the point it used."""
+        day = (self.active_from or self.proposed_at).date().isoformat()
+        return f"site operating point of {day} (#{self.pk})"
 
 
 def report_upload_to(instance, filename):

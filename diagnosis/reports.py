@@ -69,6 +69,7 @@ class Facts:
     subtype: str = ""
     subtype_probability: float = None
     subtype_validation: dict = field(default_factory=dict)
+    operating_point: str = ""  # "site operating point of <date> (#id)" or "the model card's operating point"
 
     @property
     def refused(self):
@@ -94,7 +95,7 @@ class Facts:
             return ("No answer: the image is not a chest X-ray the model was validated on "
                     f"({self.ood_reason})")
         text = (f"AI result: {self.label}, P(pneumonia) {self.probability:.3f} at the {self.population or 'single'} "
-                f"operating point (screening threshold {self.threshold:.3f}).")
+                f"operating point (screening threshold {self.threshold:.3f}; {self.operating_point}).")
         if self.borderline:
             text += " Borderline: close to the threshold, review."
         if self.review:
@@ -128,6 +129,7 @@ def facts_of(prediction, version, review, now):
         warnings=list(prediction.warnings), ood_reason=prediction.ood_reason, model_name=prediction.model_name,
         model_sha256=prediction.model_sha256, review=review, subtype=prediction.subtype,
         subtype_probability=prediction.subtype_probability, subtype_validation=dict(prediction.subtype_validation),
+        operating_point=prediction.operating_point,
     )
 
 
@@ -246,8 +248,8 @@ def render_pdf(facts, picture_png):
     else:
         story.append(p(f"{facts.label}" + (" — borderline, review" if facts.borderline else ""), "Heading3"))
         rows = [("P(pneumonia), calibrated", f"{facts.probability:.3f}"),
-                ("Operating point", f"{facts.population or 'single'}: screening threshold {facts.threshold:.3f}; "
-                                    "results at or above it are flagged PNEUMONIA")]
+                ("Operating point", f"{facts.population or 'single'}: screening threshold {facts.threshold:.3f} "
+                                    f"({facts.operating_point}); results at or above it are flagged PNEUMONIA")]
         if subtype := facts.subtype_text():
             rows.append(("Bacterial or viral (secondary)", subtype))
         story.append(table(rows))
@@ -314,7 +316,8 @@ def fhir_report(facts, *, amended=False):
                                                               "display": "Equivocal"}],
                                                   "text": "borderline: review"})
         observation["referenceRange"] = [{"text": f"PNEUMONIA at or above {facts.threshold:.6f} "
-                                                  f"({facts.population or 'single'} operating point)"}]
+                                                  f"({facts.population or 'single'} operating point: "
+                                                  f"{facts.operating_point})"}]
     contained = [patient, device, {k: v for k, v in observation.items() if v is not None}]
     results = [{"reference": "#observation"}]
     subtype = facts.subtype_text()

@@ -1,5 +1,8 @@
 """The one write path for pages and API: patients (and their MRN rule), studies, predictions, reviews."""
 
+import random
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404
@@ -7,6 +10,8 @@ from django.utils import timezone
 
 from .jobs.dispatch import dispatch
 from .models import Patient, Prediction, Study
+
+_random = random.SystemRandom()  # not reproducible on purpose: no one can predict which study is drawn
 
 MRN_TAKEN = "You already have a patient with this MRN."
 
@@ -64,6 +69,15 @@ def save_patient(save):
         raise MrnTaken(MRN_TAKEN) from None
 
 
+def drawn_for_review():
+    """Whether a new study joins the random review sample: with PNEUMOWEB_REVIEW_SAMPLE_SHARE, at upload.
+
+    Drawn before anyone sees the result, so the sample's reviews stand for every accepted study, not for
+    the flagged and borderline ones reviewers open first (diagnosis/site_points.py counts them apart).
+    """
+    return _random.random() < settings.PNEUMOWEB_REVIEW_SAMPLE_SHARE
+
+
 def submit_study(*, checked_image, age_years, uploaded_by, patient=None, new_patient=None, view=Study.View.PA,
                  notes="", source_notes=()):
     """Save the study (and its patient, when ``new_patient`` gives the fields of one to get or create)
@@ -98,7 +112,7 @@ def submit_study(*, checked_image, age_years, uploaded_by, patient=None, new_pat
                 raise Http404("This patient's record no longer exists.")
             study.patient = patient
             study.save()
-            prediction = Prediction.objects.create(study=study)
+            prediction = Prediction.objects.create(study=study, review_sample=drawn_for_review())
             transaction.on_commit(lambda: dispatch(prediction.pk))
     except BaseException:
         study.image.delete(save=False)

@@ -153,12 +153,21 @@ def prediction_review(request, pk):
                  comment=data["review_comment"], reviewer=request.user)
     prediction.save()  # the audit trail records the change; the next report request writes a new version
     messages.success(request, f"Review of prediction {prediction.pk} recorded.")
-    following = review_queue(request.user).exclude(pk=prediction.pk).first()
+    # A study of the random sample leads to the next one of the sample: that queue is worked through apart.
+    following = review_queue(request.user, random_sample=prediction.review_sample).exclude(pk=prediction.pk).first()
     return redirect(following or prediction)
 
 
-def review_queue(user):
-    """Finished results nobody reviewed yet: borderline first, then PNEUMONIA, then the rest; oldest first."""
+def review_queue(user, *, random_sample=False):
+    """Finished results nobody reviewed yet: borderline first, then PNEUMONIA, then the rest; oldest first.
+
+    ``random_sample``: only the studies drawn at upload into the random review sample
+    (``services.drawn_for_review``), oldest first, in no order of the model's making: their reviews are
+    the ones site calibration can take as standing for every study (diagnosis/site_points.py).
+    """
+    if random_sample:
+        return (visible_predictions(user).filter(status=Prediction.Status.SUCCEEDED, review_verdict="",
+                                                 review_sample=True).order_by("queued_at"))
     rank = Case(
         When(borderline=True, then=Value(0)),
         When(label=Prediction.Label.PNEUMONIA, then=Value(1)),
@@ -173,8 +182,11 @@ def review_queue(user):
 def review_list(request):
     if not can_review(request.user):
         raise PermissionDenied
-    page = Paginator(review_queue(request.user), 25).get_page(request.GET.get("page"))
-    return render(request, "diagnosis/review_queue.html", {"page": page, "predictions": page.object_list})
+    random_sample = request.GET.get("queue") == "sample"
+    page = Paginator(review_queue(request.user, random_sample=random_sample), 25).get_page(request.GET.get("page"))
+    waiting = review_queue(request.user, random_sample=True).count()
+    return render(request, "diagnosis/review_queue.html", {"page": page, "predictions": page.object_list,
+                                                           "random_sample": random_sample, "sample_waiting": waiting})
 
 
 @login_required

@@ -172,9 +172,9 @@ class Predictor:
                     if self.gate is not None else [""] * len(images))
         return Forward(logits.float().cpu().tolist(), refusals, joined, heatmaps_for)
 
-    def _calibrated(self, logit, age):
-        """(P(pneumonia) at the operating point of this age, that point)."""
-        point = self.point(age)
+    def _calibrated(self, logit, age, points=None):
+        """(P(pneumonia) at the operating point of this age, that point); ``points`` as in :meth:`assess_batch`."""
+        point = point_for_age({**self.points, **points}, age) if points else self.point(age)
         return torch.sigmoid(torch.tensor(logit / point.temperature)).item(), point
 
     @torch.inference_mode()
@@ -203,8 +203,12 @@ class Predictor:
         """
         return self.assess_batch([(image, info, age, view)], explain=explain)[0]
 
-    def assess_batch(self, items, *, explain=False):
+    def assess_batch(self, items, *, explain=False, points=None):
         """:meth:`assess` for several studies at once: items are (image, SourceInfo or None, age, view).
+
+        ``points``: {population: ``ml.populations.OperatingPoint``} that replace the card's points of
+        those populations (a site's own refit thresholds and bands, ``diagnosis/site_points.py``); the
+        population is still picked by age from the card's bands.
 
         One forward pass (and, with ``explain``, one partial backward pass) serves every study that
         passes the image checks; each study still gets its own checks, gate decision, operating point,
@@ -230,7 +234,7 @@ class Predictor:
                 continue
             if self.gate is None and self.trained:
                 answer.warnings.append("This model has no learned out-of-distribution check: only the image checks ran.")
-            answer.probability, point = self._calibrated(logit, items[index][2])
+            answer.probability, point = self._calibrated(logit, items[index][2], points)
             answer.label = PNEUMONIA if answer.probability >= point.threshold else NORMAL
             answer.population, answer.threshold = point.population, point.threshold
             answer.borderline = point.is_borderline(answer.probability)
@@ -250,5 +254,5 @@ class Predictor:
         return answers
 
     def explain(self, image, *, age=None, label=PNEUMONIA):
-        """Heatmaps (combined = the CNN map; the ViT map where the config shows it: ``ml.explain``) for the label given."""
+        """Heatmaps (combined = the CNN map; the legacy ViT map where the config shows it, v3: ``ml.explain``) for the label given."""
         return explain_image(self.model, image, age=model_age(self.card, age), toward_pneumonia=label == PNEUMONIA)

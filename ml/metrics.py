@@ -12,6 +12,8 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 
+from .thresholds import logit_midpoint, threshold_for_recall  # noqa: F401 - the rule lives there, torch-free
+
 
 def sigmoid(logits):
     return torch.sigmoid(torch.as_tensor(logits, dtype=torch.float64)).numpy()
@@ -69,31 +71,6 @@ def summary(labels, scores, threshold):
         "threshold": float(threshold),
         "confusion_matrix": {"labels": ["NORMAL", "PNEUMONIA"], "rows_true_cols_predicted": [[c["tn"], c["fp"]], [c["fn"], c["tp"]]]},
     }
-
-
-def threshold_for_recall(labels, scores, min_recall=0.98):
-    """Best-specificity threshold whose recall is at least ``min_recall``.
-
-    Every threshold between the score that just keeps ``min_recall`` and the next lower score
-    gives the same confusion matrix here; the midpoint (in logit space) is taken, not the score
-    itself, so that a rounding-sized change in that one study's score (fp16 weights, another
-    CPU kernel, a GPU) cannot move it across the line.
-    """
-    _, tpr, thresholds = roc_curve(labels, scores)
-    ok = np.flatnonzero(tpr >= min_recall)
-    if not ok.size:
-        return float(np.min(scores))
-    boundary = ok[0]
-    if boundary + 1 >= thresholds.size:  # the lowest score: nothing below it to leave room to
-        return float(thresholds[boundary])
-    return logit_midpoint(thresholds[boundary], thresholds[boundary + 1])
-
-
-def logit_midpoint(high, low):
-    """The probability halfway between two probabilities in logit space."""
-    high, low = np.clip([high, low], 1e-9, 1 - 1e-9)
-    mid = 0.5 * (np.log(high / (1 - high)) + np.log(low / (1 - low)))
-    return float(1 / (1 + np.exp(-mid)))
 
 
 def fit_temperature(logits, labels, steps=200):

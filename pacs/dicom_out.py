@@ -124,6 +124,7 @@ class Result:
     warnings: tuple[str, ...]
     review: str = ""  # "" or e.g. "Reviewer disagreed: NORMAL — comment" (an amended SR carries it)
     heatmap_shown: bool = False  # whether a secondary capture of the heatmap accompanies this SR
+    operating_point: str = ""  # whose point: "site operating point of <date> (#id)" or "the model card's operating point"
 
 
 def is_our_output(dataset) -> bool:
@@ -242,6 +243,8 @@ def _summary(result: Result) -> str:
                 f"{reason}). No probability is given. {DISCLAIMER}")
     operating = f" at threshold {result.threshold:.4f}" if result.threshold is not None else ""
     population = f", {result.population} operating point" if result.population else ""
+    if result.operating_point:
+        population += f": {result.operating_point}"
     borderline = ", borderline" if result.borderline else ""
     return (f"{MANUFACTURER} result: {result.label} (P(pneumonia) = {float(result.probability):.4f}{operating}"
             f"{population}{borderline}). {DISCLAIMER}")

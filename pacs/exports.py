@@ -183,6 +183,7 @@ def result_of(prediction):
         warnings=tuple(str(warning) for warning in prediction.warnings or ()),
         review=review,
         heatmap_shown=bool(prediction.heatmap),
+        operating_point=prediction.operating_point,
     )
 
 

@@ -7,6 +7,7 @@ from accounts import views as account_views
 from core import views as core_views
 from diagnosis import views
 from diagnosis.api import urls as diagnosis_api
+from monitoring import site_points_page
 from monitoring import views as monitoring_views
 from monitoring.api import MonitoringView
 from pacs.stow import StowView
@@ -29,6 +30,7 @@ urlpatterns = [
     path("patients/<int:pk>/trend.svg", views.patient_trend, name="patient_trend"),
     path("monitoring/", monitoring_views.monitoring, name="monitoring"),
     path("monitoring/chart.png", monitoring_views.monitoring_chart, name="monitoring_chart"),
+    path("monitoring/site-points/", site_points_page.site_points_page, name="site_points"),
     path("upload/", views.upload, name="upload"),
     path("upload/results/<str:key>/", views.upload_results, name="upload_results"),
     path("predictions/<int:pk>/", views.prediction_detail, name="prediction_detail"),

@@ -19,11 +19,16 @@ class PredictionFilter(StrictFilterSet):
     queued_before = UtcDateTimeFilter(field_name="queued_at", lookup_expr="lt")
     date = django_filters.DateFilter(field_name="queued_at", lookup_expr="date")
     reviewed = django_filters.ChoiceFilter(choices=BOOLEAN_CHOICES, method="filter_reviewed")
+    # The random review sample (drawn at upload): ?review_sample=true&reviewed=false is that queue.
+    review_sample = django_filters.ChoiceFilter(choices=BOOLEAN_CHOICES, method="filter_review_sample")
 
     class Meta:
         model = Prediction
         fields = ["status", "label", "patient", "mrn", "population", "date", "queued_after", "queued_before",
-                  "reviewed"]
+                  "reviewed", "review_sample"]
+
+    def filter_review_sample(self, queryset, name, value):
+        return queryset.filter(review_sample=value == "true")
 
     def filter_reviewed(self, queryset, name, value):
         return queryset.exclude(review_verdict="") if value == "true" else queryset.filter(review_verdict="")

@@ -108,6 +108,12 @@ class PredictionSerializer(serializers.ModelSerializer):
     borderline = serializers.BooleanField(
         read_only=True, help_text="P(pneumonia) lies in the operating point's borderline band: the label could flip "
                                   "with another validation sample; review it.")
+    operating_point = serializers.CharField(
+        read_only=True, help_text="Whose threshold gave the label: \"site operating point of <date> (#id)\" (refit on "
+                                  "this site's reviewed studies) or \"the model card's operating point\"; empty "
+                                  "without a label.")
+    site_point = serializers.IntegerField(source="site_point_id", read_only=True, allow_null=True,
+                                          help_text="The site operating point's id; null: the model card's point.")
     model = ModelVersionSerializer(source="*", read_only=True)
     review = serializers.SerializerMethodField()
     heatmap = serializers.SerializerMethodField()
@@ -125,7 +131,7 @@ class PredictionSerializer(serializers.ModelSerializer):
         model = Prediction
         fields = [
             "id", "url", "page_url", "status", "label", "probability", "confidence", "threshold", "borderline",
-            "population",
+            "population", "operating_point", "site_point", "review_sample",
             "ood", "ood_reason", "warnings", "subtype", "heatmap", "heatmaps", "report", "fhir", "model", "queued_at",
             "started_at", "finished_at", "error", "patient", "study", "review",
         ]

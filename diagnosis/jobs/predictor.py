@@ -19,6 +19,7 @@ from django.conf import settings
 
 from ml.decode import decode_with_tags
 
+from .. import site_points
 from ..integrity import open_verified
 from ..models import Prediction
 from .lease import mark_failed
@@ -80,8 +81,12 @@ def failure_message(exc):
 
 
 def assess(prediction_pks):
-    """(predictor, {pk: Assessment}) for the claimed predictions; a study that cannot be read or run is
-    marked failed on its own and left out."""
+    """(predictor, {pk: Assessment}, {population: active SiteOperatingPoint}) for the claimed predictions;
+    a study that cannot be read or run is marked failed on its own and left out.
+
+    The site's operating points in force now (diagnosis/site_points.py) replace the card's for their
+    populations; each answer's population says whether its point was the site's.
+    """
     studies = {p.pk: p.study for p in Prediction.objects.select_related("study").filter(pk__in=prediction_pks)}
     decoded, opened = {}, open_checked_images(studies)
     # Pillow and pydicom release the GIL while decoding: the files of a batch decode side by side.
@@ -96,11 +101,13 @@ def assess(prediction_pks):
             log.warning("Prediction %s: stored image unreadable: %s", pk, exc)
             mark_failed(pk, failure_message(exc))
     predictor = get_predictor()
+    site = site_points.active_points(predictor.weights_sha256) if predictor.weights_sha256 else {}
+    points = site_points.overrides(predictor.points, site)
     pks = list(decoded)
     items = [(*decoded[pk], None if studies[pk].age_years is None else float(studies[pk].age_years),
               studies[pk].view) for pk in pks]
     try:
-        return predictor, dict(zip(pks, predictor.assess_batch(items, explain=True), strict=True))
+        return predictor, dict(zip(pks, predictor.assess_batch(items, explain=True, points=points), strict=True)), site
     except SoftTimeLimitExceeded:
         raise
     except Exception:  # noqa: BLE001 - find the study at fault: run them one by one
@@ -108,10 +115,10 @@ def assess(prediction_pks):
     answers = {}
     for pk, item in zip(pks, items, strict=True):
         try:
-            answers[pk] = predictor.assess_batch([item], explain=True)[0]
+            answers[pk] = predictor.assess_batch([item], explain=True, points=points)[0]
         except SoftTimeLimitExceeded:
             raise
         except Exception as exc:  # noqa: BLE001 - one study's failure is its own
             log.exception("Prediction %s failed", pk)
             mark_failed(pk, failure_message(exc))
-    return predictor, answers
+    return predictor, answers, site

@@ -14,8 +14,10 @@ from ..integrity import digest_field, sha256_hex
 from ..models import Prediction, heatmap_upload_to
 
 
-def save_results(token, predictor, answers):
+def save_results(token, predictor, answers, site=None):
     """Write every answer (and its heatmaps) still held under this lease, in one transaction.
+
+    ``site``: {population: the SiteOperatingPoint the answers of that population were labelled at}.
 
     A prediction cancelled (or reclaimed after an expired lease) meanwhile keeps its state and its
     heatmap files are deleted; if the write fails, every file it would have named is deleted.
@@ -36,6 +38,7 @@ def save_results(token, predictor, answers):
                     threshold=answer.threshold,
                     borderline=answer.borderline,
                     population=answer.population,
+                    site_point=None if answer.ood else (site or {}).get(answer.population),
                     model_name=predictor.name,
                     model_sha256=predictor.weights_sha256,
                     error="",

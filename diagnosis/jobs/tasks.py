@@ -83,8 +83,8 @@ def run_prediction(self, *, prediction_pk):
         return
     with held(claimed, token):
         try:
-            predictor, answers = assess(claimed)
-            save_results(token, predictor, answers)
+            predictor, answers, site = assess(claimed)
+            save_results(token, predictor, answers, site)
         except SoftTimeLimitExceeded:
             mark_failed(claimed, f"Timed out after {settings.PNEUMOWEB_TASK_SOFT_TIME_LIMIT} s.")
         except DATABASE_DOWN as exc:

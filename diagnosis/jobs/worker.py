@@ -9,11 +9,17 @@ import os
 from celery.signals import celeryd_init, worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 
+from core.checks import refuse_misconfiguration
 from core.periodic import scheduler
 
 from .predictor import get_predictor, set_torch_threads
 
 _torch_threads = 0  # 0: torch's default (a worker started without celeryd_init, e.g. in tests)
+
+
+def refuse_a_misconfigured_worker(**kwargs):
+    # Django's system checks do not run in a Celery worker: the configuration rules are checked here.
+    refuse_misconfiguration()
 
 
 def share_the_cores_among_pool_processes(options=None, **kwargs):
@@ -43,6 +49,7 @@ def stop_periodic_jobs(**kwargs):
 
 
 def connect():
+    celeryd_init.connect(refuse_a_misconfigured_worker)
     celeryd_init.connect(share_the_cores_among_pool_processes)
     worker_process_init.connect(load_model_in_new_worker_process)
     worker_ready.connect(start_periodic_jobs)

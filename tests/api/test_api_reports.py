@@ -46,7 +46,7 @@ def finished(patient):
 def test_it_writes_a_pdf_report_with_everything_a_clinician_needs(api, finished):
     data = pdf_bytes(api.get(url("report", finished)))
     patient = finished.study.patient
-    for text in (patient.mrn, patient.name, "PNEUMONIA", "0.910", "pediatric", "threshold 0.230;", "compact-test",
+    for text in (patient.mrn, patient.name, "PNEUMONIA", "0.910", "pediatric", r"threshold 0.230 \(the model card", "compact-test",
                  "ab" * 16, "Age 45 years is outside", "Not reviewed", "Decision support, not a diagnosis"):
         assert text.encode() in data, text
     assert b"/Subtype /Image" in data  # the X-ray with its heatmap

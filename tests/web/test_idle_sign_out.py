@@ -206,14 +206,10 @@ def settings_of(tmp_path, **env):
                           text=True, timeout=120)
 
 
-@pytest.mark.parametrize("env, error", [
-    ({"PNEUMOWEB_IDLE_WARNING_SECONDS": "900"}, "PNEUMOWEB_IDLE_WARNING_SECONDS must be more than 0 and less than"),
-    ({"PNEUMOWEB_IDLE_WARNING_SECONDS": "0"}, "PNEUMOWEB_IDLE_WARNING_SECONDS must be more than 0 and less than"),
-    ({"PNEUMOWEB_IDLE_TIMEOUT_SECONDS": "15m"}, "PNEUMOWEB_IDLE_TIMEOUT_SECONDS='15m' is not a whole number"),
-])
-def test_it_refuses_nonsense_settings_at_start(tmp_path, env, error):
-    result = settings_of(tmp_path, **env)
-    assert result.returncode != 0 and error in result.stderr
+def test_it_refuses_an_idle_timeout_that_is_not_a_number_at_start(tmp_path):
+    result = settings_of(tmp_path, PNEUMOWEB_IDLE_TIMEOUT_SECONDS="15m")
+    assert result.returncode != 0
+    assert "PNEUMOWEB_IDLE_TIMEOUT_SECONDS='15m' is not a whole number" in result.stderr
 
 
 def test_short_settings_are_taken_from_the_environment(tmp_path):

@@ -25,11 +25,10 @@ def test_it_requires_it_of_staff_by_default_and_of_clinicians_on_request(tmp_pat
     assert json.loads(both.stdout.splitlines()[-1]) == [True, True]
 
 
-def test_it_refuses_a_typo_and_a_contradiction(tmp_path):
+def test_it_refuses_a_typo_at_start(tmp_path):
+    # A contradiction between the two settings is a system check (tests/web/test_configuration_checks.py).
     typo = read_settings(tmp_path, PNEUMOWEB_OTP_REQUIRED="flase")
     assert typo.returncode != 0 and "PNEUMOWEB_OTP_REQUIRED='flase'" in typo.stderr
-    contradiction = read_settings(tmp_path, PNEUMOWEB_OTP_REQUIRED="false", PNEUMOWEB_OTP_REQUIRED_FOR_CLINICIANS="true")
-    assert contradiction.returncode != 0 and "needs PNEUMOWEB_OTP_REQUIRED=true" in contradiction.stderr
 
 
 def bin_run_second_factor_block():

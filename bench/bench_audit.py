@@ -87,13 +87,17 @@ def run_load(env, *, writers, entries, sealer, scratch):
     return {"seconds": seconds, "rate": writers * entries / seconds, "failed": failed, "seals": seals}
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--entries", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
 
     import psycopg
 

@@ -1,9 +1,9 @@
-"""Throughput against batch size on a GPU (or the CPU), for the shipped model and the full preset.
+"""Throughput against batch size on a GPU (or the CPU), for the shipped model.
 
     python bench/bench_gpu.py --device cuda --batches 1,8,32,128,256 [--precision bf16] [--peak-tflops 989]
     python bench/bench_gpu.py --device cpu --batches 1,8 --threads 2        # the same code path, here
 
-For each model and batch size: films/s of the forward pass (score path) and of the worker's
+For each batch size: films/s of the forward pass (score path) and of the worker's
 ``assess_batch(..., explain=True)`` (with the heatmaps), p50/p99 milliseconds per batch, peak device
 memory, and the achieved FLOP/s as a share of the device's peak (the roofline ratio; FLOPs
 counted with ``torch.utils.flop_counter``). Autocast bf16 and channels-last on CUDA, as the worker
@@ -21,12 +21,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ml.config import get_preset
+from ml import cli_args as flags
 from ml.constants import DEFAULT_WEIGHTS
 from ml.decode import decode_image
-from ml.device import for_inference
+from ml.device import pick_device
 from ml.inference import Predictor
-from ml.model import HybridNet
 from ml.preprocessing import image_to_tensor
 
 XRAY = ROOT / "tests" / "fixtures" / "xrays" / "pneumonia-1.jpeg"
@@ -59,25 +58,25 @@ def measure(call, device, repeats):
     return statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batches", default="1,8,32,128")
+    flags.add_device(parser)
+    flags.add(parser, "--batches", default="1,8,32,128")
     parser.add_argument("--precision", default="auto")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    flags.add(parser, "--repeats", default=20)
+    flags.add_threads(parser)
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="the device's dense peak, for the roofline ratio")
-    parser.add_argument("--skip-full", action="store_true")
-    args = parser.parse_args()
+    flags.retire(parser, "--skip-full", "the full preset is retired: there is no such row")
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = pick_device(args.device)
     image = decode_image(XRAY)
-    models = {"shipped": Predictor.load(DEFAULT_WEIGHTS, device=args.device, precision=args.precision)}
-    if not args.skip_full:
-        torch.manual_seed(0)
-        full = for_inference(HybridNet(get_preset("full")), device)
-        models["full preset (random weights)"] = Predictor(full, "full", "-", trained=False, precision=args.precision)
+    models = {"shipped": Predictor.load(DEFAULT_WEIGHTS, device=device, precision=args.precision)}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device {name}, torch {torch.__version__}, precision {next(iter(models.values())).precision}")
     header = (f"{'model':<30} {'batch':>5} {'films/s fwd':>11} {'p50 ms':>8} {'p99 ms':>8} {'films/s +maps':>13}"

@@ -1,11 +1,11 @@
 """CPU (or GPU) latency of the shipped model beside others, measured side by side in one run.
 
-    python bench/bench_inference.py [--threads 2] [--repeats 30] [--compare runs/v2.safetensors]
+    python bench/bench_inference.py [--threads 2] [--repeats 30] [--compare models/pneumoweb-v3.safetensors]
 
 Prints one row per model: milliseconds per image at batch 1 (median and p90 over
 ``--repeats`` rounds after warm-up), images/s at batch 16, parameters, checkpoint size,
 and each latency as a ratio to the shipped model (``--compare``: another checkpoint, e.g. an
-earlier version; the ``full`` preset with random weights unless ``--skip-full``). Then one study
+earlier version; the retired ``full`` preset's row, and ``--skip-full``, went with it). Then one study
 with its heatmaps (``assess(explain=True)``, the worker's job) for the shipped model and each
 ``--compare`` checkpoint, as ratios to the shipped one: issue 17's budget is v4 ≤ 2× v3 there. A second
 table times what the worker does per study with the shipped model: ``assess`` (image checks,
@@ -30,11 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ml.config import get_preset
-from ml.constants import DEFAULT_WEIGHTS
+from ml import cli_args as flags
 from ml.decode import decode_image
 from ml.inference import Predictor
-from ml.model import HybridNet
 
 XRAY = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "xrays" / "pneumonia-1.jpeg"
 WARM_UP = 3
@@ -84,15 +82,19 @@ def worker_calls(predictor, image):
     }
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--model", type=Path, default=DEFAULT_WEIGHTS)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--skip-full", action="store_true", help="leave out the (slow) full preset")
+    flags.add_threads(parser, 2)
+    flags.add(parser, "--repeats", default=30)
+    flags.add_model(parser)
+    flags.add_device(parser, "cpu")
+    flags.retire(parser, "--skip-full", "the full preset is retired: there is no such row")
     parser.add_argument("--compare", type=Path, action="append", default=[], help="another checkpoint to time")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
     image = decode_image(XRAY)
 
@@ -108,10 +110,6 @@ def main():
     for path in args.compare:
         other = Predictor.load(path, device=args.device)
         rows.append((f"{other.name}", other, path.stat().st_size / 1e6))
-    if not args.skip_full:
-        torch.manual_seed(0)
-        full = HybridNet(get_preset("full")).to(args.device).eval()
-        rows.append(("full (resnet50 + vit_base, random weights)", Predictor(full, "full", "-"), float("nan")))
 
     single = time_interleaved({name: predict_call(p, image, 1) for name, p, _ in rows}, args.repeats)
     batched = time_interleaved({name: predict_call(p, image, 16) for name, p, _ in rows}, max(args.repeats // 5, 3))
@@ -129,7 +127,7 @@ def main():
 
     # The budget's measure: one study with its heatmaps, as the worker runs it, for every checkpoint side by side.
     studies = time_interleaved({name: ((lambda p=p: p.assess(image, age=3.0, view="PA", explain=True)), 1)
-                                for name, p, _ in rows if name != rows[1][0] and not name.startswith("full")},
+                                for name, p, _ in rows if name != rows[1][0]},
                                args.repeats)
     print()
     header = f"{'one study with heatmaps: assess(explain=True)':<46} {'ms p50':>8} {'p90':>7} {'× shipped':>10}"

@@ -2,10 +2,10 @@
 ONNX Runtime, and int8 dynamic quantisation (every Linear layer: the ViT and the heads).
 
     pip install -r requirements-bench.txt          # onnxruntime
-    python bench/bench_runtimes.py --threads 2 [--data runs/splits/kermany-val.csv --data runs/splits/nih-val.csv]
+    python bench/bench_runtimes.py --threads 2 [--films runs/splits/kermany-val.csv --films runs/splits/nih-val.csv]
 
 For each runtime: milliseconds per film at batch 1 (median of interleaved rounds), films/s at
-batch 16, and on the validation films (``--data``: CSVs from ``python -m ml.cli.export_split``, or the
+batch 16, and on the validation films (``--films``: CSVs from ``python -m ml.cli.export_split``, or the
 60 fixture films by default) the AUC per source, the largest change of P(pneumonia) against eager
 and how many decisions (at each film's population point) change. Every runtime computes the
 classifier's logits from the same preprocessed tensors; the heatmaps need gradients, which only
@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ml.constants import DEFAULT_WEIGHTS
+from ml import cli_args as flags
 from ml.decode import decode_image
 from ml.inference import Predictor
 from ml.metrics import roc_auc
@@ -81,7 +81,7 @@ def int8_dynamic(predictor):
 
 
 def films(args):
-    sources = args.data or [FIXTURES / "kermany", FIXTURES / "nih" / "labels.csv"]
+    sources = args.films or [FIXTURES / "kermany", FIXTURES / "nih" / "labels.csv"]
     samples = []
     for source in sources:
         name = Path(source).stem.split("-")[0] if Path(source).suffix == ".csv" else Path(source).name
@@ -99,14 +99,18 @@ def timed(run, x, a, repeats):
     return statistics.median(values)
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=DEFAULT_WEIGHTS)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--data", type=Path, action="append", help="CSV or folder of validation films (repeat)")
+    flags.add_model(parser)
+    flags.add_threads(parser, 2)
+    flags.add(parser, "--repeats", default=15)
+    flags.add_films(parser, several=True, required=False, old=("--data",))
     parser.add_argument("--skip", action="append", default=[], help="leave out a runtime (compile, onnx, int8)")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
     predictor = Predictor.from_checkpoint(args.model, device="cpu")
 

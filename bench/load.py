@@ -3,7 +3,7 @@
     pip install -r requirements-bench.txt
     python bench/load.py web --url http://127.0.0.1:8000 --username demo-clinician --password ...
     python bench/load.py web --loads 50,100,200,400                           # on a local stack
-    python bench/load.py e2e --workers 1,2,4 --batch 1,8,32 --uploads 200     # starts its own stacks
+    python bench/load.py e2e --worker-processes 1,2,4 --batches 1,8,32 --uploads 200   # starts its own stacks
     python bench/load.py embedded --uploads 30                                # upload → result on the embedded defaults
     python bench/load.py all                                                  # all three, on local stacks
 
@@ -40,6 +40,9 @@ from locust.env import Environment
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from ml import cli_args as flags
+
 XRAYS = sorted((ROOT / "tests" / "fixtures" / "validation").rglob("*.jpeg"))
 
 
@@ -222,7 +225,7 @@ def embedded_table(uploads):
     return latencies, memory
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     web = sub.add_parser("web")
@@ -236,12 +239,19 @@ def main():
         p.add_argument("--loads", default="50,100,200", help="offered requests/s, comma-separated")
         p.add_argument("--duration", type=int, default=15)
         p.add_argument("--users", type=int, default=50)
+    uploads = "X-rays uploaded per measurement"
     for p in (e2e, every):
-        p.add_argument("--workers", default="1,2,4")
-        p.add_argument("--batch", default="1,8,32")
-        p.add_argument("--uploads", type=int, default=200)
-    embedded.add_argument("--uploads", type=int, default=30)
-    args = parser.parse_args()
+        # Were --workers and --batch: the ML commands' --workers counts data-loading processes.
+        flags.add_own(p, "--worker-processes", default="1,2,4", old=("--workers",),
+                      help="worker processes of each stack to measure, comma-separated")
+        flags.add(p, "--batches", default="1,8,32", old=("--batch",))
+        p.add_argument("--uploads", type=int, default=200, help=uploads)
+    embedded.add_argument("--uploads", type=int, default=30, help=uploads)
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     loads = [int(x) for x in getattr(args, "loads", "").split(",") if x]
     if args.command == "web" and not args.url:
         web_on_local_stack(loads, args.duration, args.users)
@@ -253,7 +263,8 @@ def main():
         ids = [p["id"] for p in body["results"]] or [0]
         web_table(args.url, token, ids, loads, args.duration, args.users)
     if args.command in ("e2e", "all"):
-        e2e_table([int(x) for x in args.workers.split(",")], [int(x) for x in args.batch.split(",")], args.uploads)
+        e2e_table([int(x) for x in args.worker_processes.split(",")], [int(x) for x in args.batches.split(",")],
+                  args.uploads)
     if args.command == "embedded":
         embedded_table(args.uploads)
     if args.command == "all":

@@ -29,11 +29,15 @@ def share(stats, file_part, function):
                 if file_part in path and name == function), default=0.0)
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--top", type=int, default=25)
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     os.environ["PNEUMOWEB_VAR_DIR"] = tempfile.mkdtemp(prefix="pneumoweb-profile-")
     from pneumoweb.var_dir import prepare
 

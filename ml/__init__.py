@@ -7,5 +7,6 @@ Three layers, each importing only the ones before it:
   gate, heatmaps, ``ml.inference.Predictor``, metrics): what the worker and the web tier use;
 - ``ml.training``: data, sources and their recorded splits, augmentation, the training loop,
   calibration, the gate's fitting;
-- ``ml.cli``: the commands (``python -m ml.cli.NAME``), argument parsing and printing over the two.
+- ``ml.cli``: the commands (``python -m ml.cli.NAME``), argument parsing and printing over the two, with
+  their shared flags in ``ml.cli_args``.
 """

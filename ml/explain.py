@@ -13,9 +13,10 @@ Which maps a checkpoint serves is in its config (``cnn_map``, ``maps``; ``ml.con
   final resolution (14×14: ``blocks.4``), gated by Grad-CAM on the final 7×7 map (their geometric
   mean), upsampled and smoothed; chosen on the NIH training split's boxes
   (``python -m ml.cli.sweep_maps``). Only the last stages are differentiated.
-- ViT (only where ``"vit" in maps``; v3): CAM of the pooled-linear head's mean-patch half on the
-  final patch tokens (Σ_d w_d/scale_d · (token_d − μ_d) per patch; no backward). It did not pass
-  the pointing test on validation (docs/MODEL_CARD.md), so v4 does not make it.
+- ViT (legacy: only where ``"vit" in maps``, i.e. v3; kept so v3 explains as it did): CAM of the
+  pooled-linear head's mean-patch half on the final patch tokens (Σ_d w_d/scale_d · (token_d − μ_d)
+  per patch; no backward). It did not pass the pointing test on validation (docs/MODEL_CARD.md), so
+  v4, the shipped model, does not make it.
 - combined (shown by default): the CNN map, else the ViT map.
 """
 
@@ -38,7 +39,7 @@ SMOOTH = 15 / 224  # box-blur width (share of the side), applied twice: ≈ a Ga
 class Heatmaps:
     combined: np.ndarray  # (size, size) in [0, 1]
     cnn: np.ndarray = None
-    vit: np.ndarray = None
+    vit: np.ndarray = None  # legacy: only a config whose ``maps`` name "vit" (v3) makes it
 
 
 def _normalise(cam, size):
@@ -80,10 +81,12 @@ def gated_gradcam(fine, coarse):
 def patch_cam(model, tokens, sign):
     """ViT map on the patch grid: ReLU(sign · Σ_d w_d/scale_d (token_d − μ_d)), the mean-patch half of the head.
 
+    Legacy (v3's ViT map; v4 serves the CNN's map alone): kept so v3 explains as it did.
+
     ``tokens``: one row's final (normalised) tokens (tokens, dim); None when the head has no mean-patch half.
     """
     vit = model.vit
-    if model.config.fusion != "mean" or model.config.vit_pool != "token+avg":
+    if model.config.vit_pool != "token+avg":
         return None
     head, d = model.heads["vit"], vit.num_features
     weight = head.linear.weight[0, d:].float() / head.scale[d:].float()
@@ -156,7 +159,7 @@ def _cam_forward(model, images, ages):
     for name in model.image_branches:
         if name == "cnn":
             feature_map = model.cnn.forward_features(images)
-            recorded["cnn"] = model.cnn_evidence(feature_map) if model.config.fusion == "mean" else None
+            recorded["cnn"] = model.cnn_evidence(feature_map)
             features.append(model.cnn.forward_head(feature_map))
         else:
             recorded["vit"] = model.vit.forward_features(fit_to(model.vit, images))
@@ -180,7 +183,7 @@ def _signs(toward_pneumonia, logits):
 
 
 def _heatmaps(model, maps, vit_tokens, row, sign):
-    """One row's :class:`Heatmaps`: the CNN map given, the ViT patch CAM where the config shows it."""
+    """One row's :class:`Heatmaps`: the CNN map given, the ViT patch CAM where the config shows it (legacy: v3)."""
     size = model.config.image_size
     if vit_tokens is not None and "vit" in model.config.maps:
         cam = patch_cam(model, vit_tokens[row].detach(), sign)

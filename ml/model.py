@@ -4,14 +4,15 @@ Two image branches see the same preprocessed X-ray: a CNN for local texture and 
 Transformer for global context. A small dense branch encodes the age (normalised value +
 missing flag). ``torch.sigmoid`` of the one logit is P(pneumonia).
 
-Two ways to fuse them (``config.fusion``):
+Fusion (v3, v4): each image branch standardises its pooled features with fixed training
+statistics and gives its own logit; the model's logit is the mean of the image branches' logits
+plus the age branch's logit. Each branch has to predict on its own (training adds a loss per
+branch), so one branch cannot drown the other's evidence — on frozen features this late fusion
+beat a head on the concatenated features for adults without losing children.
 
-- ``"mean"`` (v3): each image branch standardises its pooled features with fixed training
-  statistics and gives its own logit; the model's logit is the mean of the image branches'
-  logits plus the age branch's logit. Each branch has to predict on its own (training adds a
-  loss per branch), so one branch cannot drown the other's evidence — on frozen features this
-  late fusion beat a head on the concatenated features for adults without losing children.
-- ``"concat"`` (v1, v2): the features are concatenated into an MLP head.
+v1/v2 fused by concatenating the features into an MLP head (``fusion="concat"``, ``head_hidden``);
+that head is retired (``ml.config`` refuses such a config): it is in git history before its
+removal (``git log -S head_hidden -- ml/model.py``) and in docs/MODEL_CARD.md.
 """
 
 import timm
@@ -73,24 +74,12 @@ class HybridNet(nn.Module):
         unknown = set(config.branches) - {"cnn", "vit", "age"}
         if unknown or not config.branches:
             raise ValueError(f"Unknown or no branches: {config.branches}")
-        if config.fusion not in ("mean", "concat"):
-            raise ValueError(f"Unknown fusion {config.fusion!r}")
         self.cnn = create_backbone(config.cnn, **config.cnn_kwargs) if "cnn" in config.branches else None
         self.vit = create_backbone(config.vit, **config.vit_kwargs) if "vit" in config.branches else None
         self.age = AgeBranch(config.age_hidden) if "age" in config.branches else None
-        if config.fusion == "mean":
-            self.heads = nn.ModuleDict({name: BranchHead(self.feature_size(name), config.dropout)
-                                        for name in self.image_branches})
-            self.age_head = nn.Linear(config.age_hidden, 1) if self.age is not None else None
-        else:
-            fused = sum(self.feature_size(name) for name in self.image_branches)
-            fused += self.age.out_features if self.age is not None else 0
-            self.head = nn.Sequential(
-                nn.Linear(fused, config.head_hidden),
-                nn.ReLU(),
-                nn.Dropout(config.dropout),
-                nn.Linear(config.head_hidden, 1),
-            )
+        self.heads = nn.ModuleDict({name: BranchHead(self.feature_size(name), config.dropout)
+                                    for name in self.image_branches})
+        self.age_head = nn.Linear(config.age_hidden, 1) if self.age is not None else None
 
     @property
     def image_branches(self):
@@ -117,7 +106,7 @@ class HybridNet(nn.Module):
         return self.pool_vit(self.vit.forward_features(fit_to(self.vit, images)))
 
     def cnn_evidence(self, feature_map):
-        """("mean" fusion) The CNN branch's class-activation map: (n, h, w), each location's share of the
+        """The CNN branch's class-activation map: (n, h, w), each location's share of the
         branch logit, Σ_c w_c/scale_c · (A_c(x, y) − μ_c). Its spatial mean plus the head's bias is the
         branch's logit (the pooled-linear head makes CAM exact: Zhou et al. 2016), so the heatmap
         needs no backward pass; ``feature_map``: the CNN's final (n, C, h, w) map."""
@@ -134,22 +123,17 @@ class HybridNet(nn.Module):
         return cls
 
     def branch_logits(self, image_features, age):
-        """("mean" fusion) {branch: logit} for each image branch, and the age branch's logit (or 0)."""
+        """{branch: logit} for each image branch, and the age branch's logit (or 0)."""
         logits = {name: self.heads[name](features) for name, features in zip(self.image_branches, image_features)}
         age_logit = self.age_head(self.age(age)).squeeze(1) if self.age is not None else 0.0
         return logits, age_logit
 
     def fuse(self, image_features, age):
         """One logit per row from the image features and the age branch."""
-        if self.config.fusion == "mean":
-            logits, age_logit = self.branch_logits(image_features, age)
-            image_logit = torch.stack(list(logits.values())).mean(0) if logits else 0.0
-            total = image_logit + age_logit
-            return total if torch.is_tensor(total) else torch.zeros(len(age), device=age.device)
-        features = list(image_features)
-        if self.age is not None:
-            features.append(self.age(age))
-        return self.head(torch.cat(features, dim=1)).squeeze(1)
+        logits, age_logit = self.branch_logits(image_features, age)
+        image_logit = torch.stack(list(logits.values())).mean(0) if logits else 0.0
+        total = image_logit + age_logit
+        return total if torch.is_tensor(total) else torch.zeros(len(age), device=age.device)
 
     def backbones(self):
         return [getattr(self, name) for name in self.image_branches]

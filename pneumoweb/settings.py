@@ -15,6 +15,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from ml import constants as limits
+from ml.config import DEFAULT_PRESET
 
 from .env import env, env_bool, env_choice, env_float, env_int, env_list, unknown_names
 from .var_dir import broker_folders, default_var_dir, read_secret_key
@@ -244,7 +245,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 PNEUMOWEB_MODEL_PATH = Path(env("PNEUMOWEB_MODEL_PATH", limits.DEFAULT_WEIGHTS))
 # Used only when no checkpoint exists at PNEUMOWEB_MODEL_PATH: the real
 # architecture with seeded, untrained weights, labelled as such everywhere.
-PNEUMOWEB_FALLBACK_PRESET = env("PNEUMOWEB_FALLBACK_PRESET", "hybrid")
+PNEUMOWEB_FALLBACK_PRESET = env("PNEUMOWEB_FALLBACK_PRESET", DEFAULT_PRESET)
 PNEUMOWEB_DEVICE = env("PNEUMOWEB_DEVICE", "auto")
 # Autocast of the worker's forward passes: auto = bf16 on CUDA, fp32 on a CPU; or fp32, bf16, fp16.
 PNEUMOWEB_PRECISION = env_choice("PNEUMOWEB_PRECISION", "auto", limits.PRECISIONS)

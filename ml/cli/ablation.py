@@ -1,6 +1,6 @@
 """What each branch contributes, and what the age adds, measured on each source's validation split.
 
-    python -m ml.cli.ablation --checkpoint models/pneumoweb-v3.safetensors \\
+    python -m ml.cli.ablation --model models/pneumoweb-v3.safetensors \\
         --data kermany=../shared/data/chest_xray/train --data nih=../shared/data/nih_pneumonia/labels.csv \\
         --out docs/ablation-v3.json
 
@@ -17,18 +17,19 @@ Two measurements:
 - **The shipped model with its age masked**: the checkpoint itself, with every recorded age fed
   to it, and with every age fed as missing; AUC per source and on the adult validation films.
 
-The split is the one recorded in the checkpoint's card (``ml.training.splits`` rebuilds it).
+The split is the one recorded in the checkpoint's card (``ml.training.splits`` rebuilds it). The
+age-masked AUCs are printed; ``--out`` writes every result as JSON.
 """
 
 import argparse
 import json
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import cli_args as flags
 from ..checkpoint import load_checkpoint
 from ..metrics import roc_auc
 from ..model import HybridNet
@@ -63,11 +64,11 @@ def fit_and_score(config, branches, train, train_features, val, val_features, ar
     seed_everything(args.seed)
     model = HybridNet(replace(config, branches=branches))
     keep = {name: train_features[name] for name in model.image_branches}
-    for name, head in getattr(model, "heads", {}).items():
+    for name, head in model.heads.items():
         head.set_statistics(keep[name])
     chooser, chooser_features = select_on or (val, val_features)
     fit_heads(model, feature_set(keep, train), feature_set({n: chooser_features[n] for n in keep}, chooser),
-              weights=D.balance_weights(train), epochs=args.epochs, seed=args.seed, log=None)
+              weights=D.balance_weights(train), epochs=args.probe_epochs, seed=args.seed, log=None)
     return aucs(val, fused_logits(model, feature_set({n: val_features[n] for n in keep}, val)))
 
 
@@ -119,18 +120,23 @@ def format_row(row):
     return f"{row['branches']:<13} " + "  ".join(f"{k} {v:.4f}" for k, v in row["val_auc"].items())
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--data", type=D.parse_source, action="append", required=True, metavar="NAME=PATH")
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    parser.add_argument("--epochs", type=int, default=40, help="head-fitting epochs per subset")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--cache", type=Path, help="folder for cached features (resumable)")
-    args = parser.parse_args(argv)
+    flags.add_model(parser, old=("--checkpoint",))
+    flags.add_sources(parser)
+    flags.add_out(parser, metavar="FILE.json")
+    # Per branch subset; was --epochs, which in ml.cli.train counts fine-tuning epochs.
+    flags.add(parser, "--probe-epochs", default=40, old=("--epochs",))
+    flags.add_seed(parser)
+    flags.add_workers(parser, 1)
+    flags.add(parser, "--cache", metavar="DIR")
+    return parser
 
-    model, card = load_checkpoint(args.checkpoint)
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+
+    model, card = load_checkpoint(args.model)
     val, train = recorded_validation_split(card.raw, dict(args.data))
     pretrained = HybridNet(replace(model.config, branches=("cnn", "vit", "age")))
     load_pretrained(pretrained)

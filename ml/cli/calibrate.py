@@ -4,9 +4,9 @@
         --data kermany=../shared/data/chest_xray/train --data nih=../shared/data/nih_pneumonia/labels.csv
 
 ``ml.cli.train`` calibrates at the end of training (``ml.training.calibration``). This command
-rebuilds the patient-grouped validation split recorded in the card — every source must hash
-to the card's digest, so no other films can tune the model — and rewrites the card's
-``populations`` (threshold, temperature, validation metrics with bootstrap intervals, the
+rebuilds the patient-grouped validation split recorded in the card of ``--model`` (the shipped
+model unless given) — every source must hash to the card's digest, so no other films can tune the
+model — and rewrites that card's ``populations`` (threshold, temperature, validation metrics with bootstrap intervals, the
 borderline band); the weights file is left as it is.
 
 With ``--band-only`` only each population's borderline band (``borderline_band``,
@@ -17,14 +17,13 @@ other value of the card is kept as it is.
 
 import argparse
 import datetime
-from pathlib import Path
 
 import torch
 
+from .. import cli_args as flags
 from ..card import card_path
 from ..checkpoint import load_checkpoint, write_card
 from ..training import calibration
-from ..training.data import parse_source
 from ..training.loop import predict_logits
 from ..training.splits import SplitError, recorded_validation_split
 
@@ -65,15 +64,19 @@ def print_band(entry):
               f"({entry['validation_metrics']['n']} validation films; {entry['borderline_band_rule']})")
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=parse_source, action="append", required=True, metavar="NAME=PATH",
-                        help="each training source the card records")
-    parser.add_argument("--model", type=Path, required=True, help="weights (.safetensors); its card is rewritten")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=0)
+    flags.add_sources(parser)
+    flags.add_model(parser, rewrites=True)
+    flags.add_batch_size(parser, 32)
+    flags.add_workers(parser)
     parser.add_argument("--band-only", action="store_true",
                         help="only add each population's borderline band; keep every other value of the card")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not card_path(args.model).exists():
         parser.error(f"no model card beside {args.model}")

@@ -1,12 +1,12 @@
 """Evaluate a checkpoint on a Kermany-layout folder or a CSV with ages, per population.
 
-    python -m ml.cli.evaluate --data path/to/test --model models/pneumoweb-v3.safetensors --out eval/
-    python -m ml.cli.evaluate --data labels.csv --out eval/          # path,label,age[,patient][,view]
-    python -m ml.cli.evaluate --data path/to/children --age 3 --out eval/
+    python -m ml.cli.evaluate --films path/to/test --model models/pneumoweb-v3.safetensors --out eval/
+    python -m ml.cli.evaluate --films labels.csv --out eval/          # path,label,age[,patient][,view]
+    python -m ml.cli.evaluate --films path/to/children --age 3 --out eval/
 
 Every film takes the operating point of its population, picked by its age exactly as the worker
 picks it (a CSV's ``age`` column, or ``--age`` for every film; a film without an age takes the
-most sensitive point). Writes metrics.json — for all films and for each population used: n, AUC,
+most sensitive point). Writes, in the folder ``--out`` (default ``eval/``), metrics.json — for all films and for each population used: n, AUC,
 accuracy, precision, recall, specificity, F1, confusion matrix, each with a bootstrap 95 %
 interval; the same for each recorded view (PA / AP, from a CSV's ``view`` column: a check that
 the model separates the classes within a view, not only across views); and the metrics every
@@ -17,14 +17,14 @@ refuse, and which; the metrics are the classifier's on every readable film.
 
 Radiologists' re-reads and boxes (``ml.training.rsna``; matched to the films by file name):
 
-    python -m ml.cli.evaluate --data runs/splits/nih-val.csv --rereads ../shared/data/nih_pneumonia/rsna.csv \
+    python -m ml.cli.evaluate --films runs/splits/nih-val.csv --rereads ../shared/data/nih_pneumonia/rsna.csv \
         --boxes ../shared/data/nih_pneumonia/boxes.csv
 
 ``--rereads``: on the films that have a re-read, the AUC for the radiologists' classes (opacity
 positive, normal negative; and opacity against every other re-read) beside the AUC on the data's
 own labels of the same films (``rereads`` in metrics.json). ``--boxes``: the films with boxes are
 run as the worker runs them (``Predictor.assess_batch(..., explain=True)``) and each map a
-clinician is shown (combined, CNN, ViT; resized to the file's pixels) is measured against the
+clinician is shown (combined, CNN, and v3's legacy ViT map; resized to the file's pixels) is measured against the
 boxes: pointing game, mass ratio, the chance baseline (``ml.localisation``; ``localisation`` in
 metrics.json). A film the gate refuses gets no map and is counted apart.
 """
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..constants import AGE_MAX_YEARS, DEFAULT_WEIGHTS
+from .. import cli_args as flags
 from ..inference import PNEUMONIA, Predictor
 from ..localisation import film_record, format_summary, summarise
 from ..metrics import bootstrap_intervals, metrics_at, roc_auc, roc_curve, sigmoid
@@ -88,6 +88,7 @@ def localise(predictor, samples, boxes, batch_size=32):
             if answer.heatmaps is None:
                 refused.append({"file": str(sample.path), "reason": answer.ood_reason})
                 continue
+            # The ViT map is legacy (v3 only; None for v4, which serves the CNN's map alone).
             maps = {"combined": answer.heatmaps.combined, "cnn": answer.heatmaps.cnn, "vit": answer.heatmaps.vit}
             records.append(film_record(maps, boxes[Path(sample.path).name], (image.height, image.width),
                                        label=answer.label))
@@ -226,23 +227,27 @@ def format_rereads(rereads):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="folder with NORMAL/ and PNEUMONIA/, or a CSV")
-    parser.add_argument("--model", type=Path, default=DEFAULT_WEIGHTS)
-    parser.add_argument("--out", type=Path, default=Path("eval"))
-    parser.add_argument("--age", type=float, help="the age (years) of every film, where the data records none")
-    parser.add_argument("--batch-size", type=int, default=32)
+    flags.add_films(parser, old=("--data",))
+    flags.add_model(parser)
+    flags.add_out(parser, default=Path("eval"), metavar="DIR")
+    flags.add_age(parser)
+    flags.add_batch_size(parser, 32)
     parser.add_argument("--dedupe", action="store_true", help="drop byte-identical duplicates first")
-    parser.add_argument("--no-gate", action="store_true", help="skip counting what the OOD gate would refuse")
-    parser.add_argument("--rereads", type=Path, help="radiologists' re-reads (rsna.csv): AUC on them beside the data's labels")
-    parser.add_argument("--boxes", type=Path, help="opacity boxes (boxes.csv): pointing game and mass ratio of the heatmaps")
+    flags.add(parser, "--no-gate")
+    flags.add(parser, "--rereads")
+    flags.add(parser, "--boxes")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.age is not None and not 0 <= args.age <= AGE_MAX_YEARS:
-        parser.error(f"--age must be between 0 and {AGE_MAX_YEARS:g} years")
-    metrics = evaluate(args.data, args.model, args.out, args.batch_size, args.dedupe, gate=not args.no_gate,
+    flags.check_age(parser, args)
+    metrics = evaluate(args.films, args.model, args.out, args.batch_size, args.dedupe, gate=not args.no_gate,
                        age=args.age, rereads=args.rereads, boxes=args.boxes)
-    print(f"model {metrics['model']['name']} ({metrics['model']['weights_sha256'][:12]}) on {args.data}")
+    print(f"model {metrics['model']['name']} ({metrics['model']['weights_sha256'][:12]}) on {args.films}")
     print(format_table(metrics))
     without_age = sum(row["n_without_age"] for row in metrics["populations"].values())
     if without_age:

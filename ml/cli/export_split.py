@@ -5,15 +5,17 @@
 
 Each CSV (``{source}-val.csv``, ``{source}-train.csv``) has the columns ``ml.cli.evaluate`` reads —
 ``path,label,age,patient,view`` with absolute paths — so any checkpoint can be measured on
-exactly the films the card's figures come from: ``python -m ml.cli.evaluate --data runs/splits/nih-val.csv``.
+exactly the films the card's figures come from: ``python -m ml.cli.evaluate --films runs/splits/nih-val.csv``.
+``--model`` is the shipped model unless given; ``--out`` is the folder the CSVs go in.
 """
 
 import argparse
 import csv
 from pathlib import Path
 
+from .. import cli_args as flags
 from ..checkpoint import load_checkpoint
-from ..training.data import LABELS, parse_source
+from ..training.data import LABELS
 from ..training.splits import SplitError, recorded_validation_split
 
 NAMES = {value: key for key, value in LABELS.items()}
@@ -28,11 +30,16 @@ def write_csv(samples, path):
                              s.patient, s.view])
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--data", type=parse_source, action="append", required=True, metavar="NAME=PATH")
-    parser.add_argument("--out", type=Path, required=True)
+    flags.add_model(parser)
+    flags.add_sources(parser)
+    flags.add_out(parser, required=True, metavar="DIR")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     _, card = load_checkpoint(args.model)
     try:

@@ -5,17 +5,17 @@ Other extra tensors the checkpoint carries (the ``subtype.*`` head) are kept.
         --data kermany=../shared/data/chest_xray/train --data nih=../shared/data/nih_pneumonia/labels.csv
 
 How the gate is fitted and measured: ``ml/training/gate.py``. ``ml.cli.train`` runs this at the end
-of training; the gate's tensors and report are written into the checkpoint and its card.
+of training; the gate's tensors and report are written into the checkpoint and its card: those of
+``--model`` (the shipped model unless given) in place, or a copy at ``--out``.
 """
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 
+from .. import cli_args as flags
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..training.data import parse_source
 from ..training.gate import fit_and_measure, format_report, gate_card
 from ..training.splits import SplitError, recorded_validation_split
 
@@ -31,18 +31,23 @@ def fit_into_checkpoint(model_path, data, out=None, *, probe_images=1500, seed=0
     return card, report
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--data", type=parse_source, action="append", required=True, metavar="NAME=PATH",
-                        help="each training source the card records")
-    parser.add_argument("--out", type=Path, help="write here instead of updating --model in place")
-    parser.add_argument("--probe-images", type=int, default=1500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=0)
+    flags.add_model(parser, rewrites=True)
+    flags.add_sources(parser)
+    flags.add_out(parser, metavar="WEIGHTS.safetensors")
+    # ml.cli.train's name for the same number; was --probe-images here.
+    flags.add(parser, "--ood-probe-images", default=1500, old=("--probe-images",))
+    flags.add_seed(parser)
+    flags.add_workers(parser)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        card, report = fit_into_checkpoint(args.model, dict(args.data), args.out, probe_images=args.probe_images,
+        card, report = fit_into_checkpoint(args.model, dict(args.data), args.out, probe_images=args.ood_probe_images,
                                            seed=args.seed, workers=args.workers)
     except SplitError as exc:
         parser.exit(2, f"ml.cli.fit_ood: {exc}\n")

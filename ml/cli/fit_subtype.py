@@ -6,8 +6,10 @@
 The head is fitted on the pneumonia films of the card's Kermany *training* side and measured on
 those of its *validation* side (persons never on both sides); how: ``ml/training/subtype.py``.
 Its tensors (``subtype.*``) are written into the checkpoint beside the weights and the OOD gate,
-which are kept bit for bit, and its entry into the card under ``"subtype"``. Features are cached
-in ``--cache`` (default ``runs/``): a second run, or one after an interruption, reuses them.
+which are kept bit for bit, and its entry into the card under ``"subtype"``: those of ``--model`` (the
+shipped model unless given) in place, or a copy at ``--out``. Only the ``kermany`` source of ``--data``
+is read (the others carry no bacterial / viral labels). Features are cached in ``--cache`` (default
+``runs/``): a second run, or one after an interruption, reuses them.
 """
 
 import argparse
@@ -19,10 +21,10 @@ from pathlib import Path
 
 import torch
 
+from .. import cli_args as flags
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..inference import Predictor
 from ..subtype import BACTERIAL, CLASSES, PREFIX
-from ..training.data import parse_source
 from ..training.splits import SplitError, recorded_validation_split
 from ..training.subtype import (
     evaluate_head,
@@ -105,18 +107,22 @@ def format_entry(entry):
     ])
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--data", type=parse_source, required=True, metavar="kermany=PATH",
-                        help="the Kermany training folder the card records")
-    parser.add_argument("--out", type=Path, help="write here instead of updating --model in place")
-    parser.add_argument("--cache", type=Path, default=Path("runs"), help="feature cache folder")
-    parser.add_argument("--resamples", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
+    flags.add_model(parser, rewrites=True)
+    flags.add_sources(parser)
+    flags.add_out(parser, metavar="WEIGHTS.safetensors")
+    flags.add(parser, "--cache", default=Path("runs"), metavar="DIR")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the validation AUC")
+    flags.add_seed(parser)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
-    name, path = args.data
-    if name != SOURCE:
+    path = dict(args.data).get(SOURCE)
+    if path is None:
         parser.exit(2, f"ml.cli.fit_subtype: only the {SOURCE} source carries bacterial / viral labels\n")
     torch.set_grad_enabled(False)
     command = "python -m ml.cli.fit_subtype " + shlex.join(sys.argv[1:] if argv is None else list(argv))

@@ -15,23 +15,27 @@ import json
 import sys
 from pathlib import Path
 
-from ..constants import AGE_MAX_YEARS, AGE_MIN_YEARS, DEFAULT_WEIGHTS
+from .. import cli_args as flags
 from ..decode import ImageDecodeError, decode_with_tags
 from ..explain import heatmap_png
 from ..inference import Predictor
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", type=Path)
-    parser.add_argument("--age", type=float, help="age in years at acquisition (0-120)")
-    parser.add_argument("--model", type=Path, default=DEFAULT_WEIGHTS)
-    parser.add_argument("--device", default="auto")
+    flags.add_age(parser)
+    flags.add_model(parser)
+    flags.add_device(parser)
     parser.add_argument("--heatmap", type=Path, metavar="DIR",
                         help="write each accepted image's heatmap overlay here as NAME.heatmap.png")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.age is not None and not AGE_MIN_YEARS <= args.age <= AGE_MAX_YEARS:
-        parser.error(f"--age must be between {AGE_MIN_YEARS:g} and {AGE_MAX_YEARS:g} years")
+    flags.check_age(parser, args)
 
     predictor = Predictor.load(args.model, device=args.device)
     model = {"name": predictor.name, "weights_sha256": predictor.weights_sha256}

@@ -1,9 +1,9 @@
 """Do the card's operating points hold when the films shift? Every point, under every named shift.
 
-    python -m ml.cli.shift --model models/pneumoweb-v3.safetensors --data runs/splits/kermany-val.csv --age 3 \\
+    python -m ml.cli.shift --model models/pneumoweb-v3.safetensors --films runs/splits/kermany-val.csv --age 3 \\
         --out docs/shift-v3.json
-    python -m ml.cli.shift --model models/pneumoweb-v3.safetensors --data runs/splits/nih-val.csv \\
-        --out docs/shift-v3.json                   # the same JSON: each data file (and age) is its own entry
+    python -m ml.cli.shift --model models/pneumoweb-v3.safetensors --films runs/splits/nih-val.csv \\
+        --out docs/shift-v3.json                   # the same JSON: each films file (and age) is its own entry
 
 Each film is decoded once; each shift of ``ml.shift.SHIFTS`` (``--shifts``, default all; ``none`` always)
 is applied to the decoded film before the standard preprocessing, and the film is screened as
@@ -21,8 +21,9 @@ population by age, on each population's films (NIH: the children 7–17 apart fr
   loss, separate from threshold drift.
 
 ``--out`` is a JSON file (``.json``) or a folder (``shift.json`` in it). An existing file of the same
-model keeps its entries for other data files, so the runs at different ages share one file.
-``--sample N`` measures a fixed-seed subsample of N films, stratified by label and population.
+model keeps its entries for other films files, so the runs at different ages share one file.
+``--sample N`` measures a fixed-seed subsample of N films (seed ``--seed``) of each ``--films``,
+stratified by label and population.
 """
 
 import argparse
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..constants import AGE_MAX_YEARS, DEFAULT_WEIGHTS
+from .. import cli_args as flags
 from ..inference import Predictor
 from ..metrics import metrics_at, roc_auc, sigmoid, summary, threshold_for_recall
 from ..shift import SHIFTS, apply
@@ -213,23 +214,26 @@ def write_json(out, predictor, runs):
     return path
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, action="append", required=True,
-                        help="a split CSV (path,label,age,...) or a NORMAL/PNEUMONIA folder; repeatable")
-    parser.add_argument("--model", type=Path, default=DEFAULT_WEIGHTS)
-    parser.add_argument("--out", type=Path, default=Path("shift"), help="a .json file, or a folder for shift.json")
-    parser.add_argument("--age", type=float, help="the age (years) of every film, as in ml.cli.evaluate")
+    flags.add_films(parser, several=True, old=("--data",))
+    flags.add_model(parser)
+    flags.add_out(parser, default=Path("shift"), metavar="FILE.json|DIR")
+    flags.add_age(parser)
     parser.add_argument("--shifts", default="all", help=f"comma-separated, from: {', '.join(SHIFTS)} (default all)")
-    parser.add_argument("--sample", type=int, help="a fixed-seed subsample of this many films per data file, "
+    parser.add_argument("--sample", type=int, help="a fixed-seed subsample of this many films per --films, "
                                                    "stratified by label and population")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--no-gate", action="store_true", help="skip counting what the OOD gate would refuse")
+    flags.add_seed(parser)
+    flags.add_batch_size(parser, 32)
+    flags.add_threads(parser)
+    flags.add(parser, "--no-gate")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.age is not None and not 0 <= args.age <= AGE_MAX_YEARS:
-        parser.error(f"--age must be between 0 and {AGE_MAX_YEARS:g} years")
+    flags.check_age(parser, args)
     shifts = list(SHIFTS) if args.shifts == "all" else [s.strip() for s in args.shifts.split(",") if s.strip()]
     unknown = [s for s in shifts if s not in SHIFTS]
     if unknown:
@@ -240,7 +244,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     predictor = Predictor.from_checkpoint(args.model)
     runs = {}
-    for data in args.data:
+    for data in args.films:
         entry = shift_run(predictor, data, shifts, age=args.age, sample=args.sample, seed=args.seed,
                           batch_size=args.batch_size, gate=not args.no_gate)
         runs[run_key(data, args.age)] = entry

@@ -1,16 +1,17 @@
 """Sweep heatmap variants against radiologists' opacity boxes, from one forward pass per film.
 
-    python -m ml.cli.sweep_maps --model models/pneumoweb-v3.safetensors --data runs/splits/nih-train.csv \\
+    python -m ml.cli.sweep_maps --model models/pneumoweb-v3.safetensors --films runs/splits/nih-train.csv \\
         --boxes ../shared/data/nih_pneumonia/boxes.csv [--cache runs/sweep-train.pt]
 
-The films of ``--data`` that have boxes are run once (the answer's label, as the worker explains it)
+The films of ``--films`` that have boxes are run once (the answer's label, as the worker explains it)
 and what every variant needs is kept (``--cache`` stores it, so a second run only recomputes the
 maps): the CNN's feature maps at 7×7 and 14×14 with their gradients, the ViT's head-averaged
 attention of every block (gradient-weighted in the last ``GRADIENT_BLOCKS``), its patch-token
 norms per block and its final tokens, the input picture. Each variant is a 224×224 map; it is
 measured with ``ml.localisation`` (pointing game, mass ratio, chance) exactly as
 ``ml.cli.evaluate --boxes`` measures the served maps. Choose on the training split's boxes; report
-the validation split once, for the chosen variant.
+the validation split once, for the chosen variant. The ViT variants (``vit_*``, ``chosen_vit``, the
+``combined_*`` that mix one in) are legacy: v3 served a ViT map, v4 serves the CNN's alone.
 """
 
 import argparse
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import cli_args as flags
 from .. import explain as ex
 from ..inference import PNEUMONIA, Predictor
 from ..localisation import box_mask, film_record, format_summary, summarise, to_file_pixels
@@ -248,7 +250,8 @@ def variants(model, film):
     v["cnn_14x7"] = _up(torch.sqrt(g14.clamp(min=0) * g7up.clamp(min=0)))
     v["chosen_cnn"] = ex.smooth(ex._normalise(ex.gated_gradcam(ex.gradcam(*map(torch.as_tensor, film["s4"])),
                                                                 ex.gradcam(*map(torch.as_tensor, film["f7"]))), 224))
-    v["chosen_vit"] = ex._normalise(ex.patch_cam(model, torch.as_tensor(film["tokens"]), film["sign"]), 224)
+    v["chosen_vit"] = ex._normalise(  # v3's served ViT map (legacy)
+        ex.patch_cam(model, torch.as_tensor(film["tokens"]), film["sign"]), 224)
     v["cnn_layercam_s4"] = _up(layercam(*film["s4"]))
     v["cnn_layercam_s3"] = _up(layercam(*film["s3"]))
     v["cnn_14x7_s3"] = _up(torch.sqrt(gradcam(*film["s3"]) * g7up))
@@ -295,21 +298,25 @@ def _mask(heat, mask):
     return m / m.max() if m.max() > 0 else m
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--boxes", type=Path, required=True)
-    parser.add_argument("--cache", type=Path, help="store/read the captured internals here")
+    flags.add_model(parser)
+    flags.add_films(parser, old=("--data",))
+    flags.add(parser, "--boxes", required=True)
+    flags.add(parser, "--cache", metavar="FILE.pt")
     parser.add_argument("--only", nargs="*", help="variant names to report (default: all)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     torch.set_grad_enabled(False)
     predictor = Predictor.load(args.model, device="cpu")
     boxes = load_boxes(args.boxes)
     if args.cache and args.cache.exists():
         films = torch.load(args.cache, weights_only=False)
     else:
-        films, skipped = capture(predictor, load_samples(args.data), boxes)
+        films, skipped = capture(predictor, load_samples(args.films), boxes)
         if skipped:
             print(f"skipped (unreadable): {skipped}", file=sys.stderr)
         if args.cache:
@@ -324,7 +331,7 @@ def main(argv=None):
         rec["chance_in_mask"] = float((box_mask(boxes[film["file"]], film["shape"]) & inside).sum() / max(inside.sum(), 1))
         rec["mask_share"] = float(mask.mean())
         records.append(rec)
-    print(format_summary(summarise(records), f"{args.data.name}: every answered film"))
+    print(format_summary(summarise(records), f"{args.films.name}: every answered film"))
     print(f"chance of a random peak inside the body mask: {np.mean([r['chance_in_mask'] for r in records]):.3f};"
           f" mask covers {np.mean([r['mask_share'] for r in records]):.2f} of the picture")
 

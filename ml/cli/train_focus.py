@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import cli_args as flags
 from ..checkpoint import load_checkpoint, round_to_shipped_precision, save_checkpoint
 from ..config import ModelConfig, get_preset
 from ..explain import cam_heatmap
@@ -32,7 +33,6 @@ from ..localisation import film_record, summarise
 from ..metrics import roc_auc
 from ..model import HybridNet
 from ..preprocessing import age_to_tensor
-from ..training.data import parse_source
 from ..training.features import Views
 from ..training.focus import FocusConfig, cnn_outputs, fine_tune_cnn, grid_of, reread_labels
 from ..training.loop import seed_everything
@@ -112,22 +112,24 @@ def assemble(base_path, model, chosen, card, history, args, counts):
     return save_checkpoint(model.cpu().to(memory_format=torch.contiguous_format), card, args.out)
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base", type=Path, required=True)
-    parser.add_argument("--data", type=parse_source, action="append", required=True, metavar="NAME=PATH")
-    parser.add_argument("--rereads", type=Path, required=True)
-    parser.add_argument("--boxes", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--name", default="pneumoweb-v4")
+    parser.add_argument("--base", type=Path, required=True, metavar="WEIGHTS",
+                        help="the v3 checkpoint trained from (its split, ViT and age branch are kept)")
+    flags.add_sources(parser)
+    flags.add(parser, "--rereads", required=True)
+    flags.add(parser, "--boxes", required=True)
+    flags.add_out(parser, required=True, metavar="WEIGHTS.safetensors")
+    flags.add(parser, "--name", default="pneumoweb-v4")
     parser.add_argument("--output-stride", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--epoch-samples", type=int, default=3000)
-    parser.add_argument("--batch-size", type=int, default=24)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--lr-head", type=float, default=5e-4)
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--age-dropout", type=float, default=0.3)
+    flags.add(parser, "--epochs", default=3)
+    flags.add(parser, "--epoch-samples", default=3000)
+    flags.add_batch_size(parser, 24)
+    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate of the CNN backbone")
+    # Was --lr-head, which in ml.cli.train is the linear probe's rate: here it is the CNN head's while fine-tuning.
+    flags.add(parser, "--lr-finetune-head", default=5e-4, old=("--lr-head",))
+    flags.add(parser, "--weight-decay", default=0.05)
+    flags.add(parser, "--age-dropout", default=0.3)
     parser.add_argument("--box-weight", type=float, default=FocusConfig.box_weight)
     parser.add_argument("--border-weight", type=float, default=FocusConfig.border_weight)
     parser.add_argument("--select", choices=("last", "score"), default="last",
@@ -137,9 +139,14 @@ def main(argv=None):
     parser.add_argument("--no-erasure", action="store_true", help="no border and marker erasure (ablation)")
     parser.add_argument("--stop-after", type=int, default=0,
                         help="ablation: stop after this many epochs of the --epochs schedule, write no checkpoint")
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
+    flags.add_threads(parser)
+    flags.add_workers(parser)
+    flags.add_seed(parser)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.threads:
@@ -153,7 +160,7 @@ def main(argv=None):
         parser.exit(2, f"ml.cli.train_focus: {exc}\n")
     rereads, boxes = load_rereads(args.rereads), load_boxes(args.boxes)
     train, counts = (train, {}) if args.no_rereads else reread_labels(train, rereads)
-    focus_preset = get_preset("focus")
+    focus_preset = get_preset("lite0os16-dinov2s8-cam")  # v4's architecture
     config = ModelConfig.from_dict({**base.config.to_dict(), "name": focus_preset.name,
                                     "cnn_kwargs": {"output_stride": args.output_stride},
                                     "cnn_map": focus_preset.cnn_map, "maps": focus_preset.maps})
@@ -179,7 +186,7 @@ def main(argv=None):
         focus = replace(focus, p_border=0.0, p_marker=0.0, p_corner=0.0)
     best, history, last = fine_tune_cnn(
         model, train, val, boxes=boxes, run_dir=run_dir, epochs=args.epochs, epoch_samples=args.epoch_samples,
-        batch_size=args.batch_size, lr=args.lr, lr_head=args.lr_head, weight_decay=args.weight_decay,
+        batch_size=args.batch_size, lr=args.lr, lr_head=args.lr_finetune_head, weight_decay=args.weight_decay,
         age_dropout=args.age_dropout, seed=args.seed, evaluate=evaluate, focus=focus, workers=args.workers,
         stop_after=args.stop_after, log=log.info)
     if args.stop_after:

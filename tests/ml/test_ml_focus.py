@@ -113,7 +113,7 @@ def test_border_share_is_the_softmax_mass_on_the_outer_ring():
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    net = HybridNet(get_preset("focus"))
+    net = HybridNet(get_preset("lite0os16-dinov2s8-cam"))
     for head in net.heads.values():  # non-trivial standardisation, so the test sees it
         head.mean.normal_()
         head.scale.uniform_(0.5, 2.0)

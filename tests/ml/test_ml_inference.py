@@ -17,7 +17,7 @@ from ..factories import XRAYS, xray_bytes
 
 @pytest.fixture(scope="module")
 def predictor():
-    return Predictor.untrained("hybrid", device="cpu", seed=0)
+    return Predictor.untrained("lite0-dinov2s8", device="cpu", seed=0)
 
 
 def test_it_decodes_a_real_xray_to_grayscale():
@@ -51,7 +51,7 @@ def test_it_refuses_other_formats():
 
 
 def test_it_turns_rgb_and_16_bit_images_into_the_same_tensor_shape():
-    config = get_preset("compact")
+    config = get_preset("lite0-dinov2s8")
     rgb = Image.new("RGB", (300, 200), (10, 200, 30))
     deep = Image.new("I;16", (300, 200), 40000)
     mean = torch.tensor(config.mean).view(3, 1, 1)
@@ -103,8 +103,8 @@ def test_it_labels_each_study_at_its_populations_operating_point(predictor, tmp_
 
 def test_it_names_untrained_weights_as_such(predictor):
     assert "untrained" in predictor.name and predictor.trained is False
-    assert predictor.weights_sha256 == Predictor.untrained("hybrid", device="cpu", seed=0).weights_sha256
-    assert predictor.weights_sha256 != Predictor.untrained("hybrid", device="cpu", seed=1).weights_sha256
+    assert predictor.weights_sha256 == Predictor.untrained("lite0-dinov2s8", device="cpu", seed=0).weights_sha256
+    assert predictor.weights_sha256 != Predictor.untrained("lite0-dinov2s8", device="cpu", seed=1).weights_sha256
 
 
 def test_it_round_trips_a_checkpoint(predictor, tmp_path):
@@ -121,6 +121,7 @@ def test_it_round_trips_a_checkpoint(predictor, tmp_path):
 
 
 def test_it_falls_back_to_the_untrained_architecture_without_a_checkpoint(tmp_path):
+    # "hybrid": v3's former preset name, still PNEUMOWEB_FALLBACK_PRESET's default (ml.config.LEGACY_PRESET_NAMES).
     loaded = Predictor.load(tmp_path / "missing.safetensors", fallback_preset="hybrid", device="cpu")
     assert loaded.trained is False
 
@@ -142,8 +143,8 @@ def test_the_gpu_precision_path_runs_on_a_cpu_and_agrees_with_fp32(precision):
 
 def test_it_refuses_an_unknown_precision():
     with pytest.raises(ValueError, match="precision"):
-        Predictor.untrained("hybrid", device="cpu", seed=0).__class__(
-            model=Predictor.untrained("hybrid", device="cpu").model, name="x", weights_sha256="", precision="int4")
+        Predictor.untrained("lite0-dinov2s8", device="cpu", seed=0).__class__(
+            model=Predictor.untrained("lite0-dinov2s8", device="cpu").model, name="x", weights_sha256="", precision="int4")
 
 
 def test_every_precision_the_settings_accept_has_an_autocast_dtype():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ml.config import get_preset
+from ml.config import PRESETS, TRAIN_PRESET, get_preset
 from ml.decode import decode_image
 from ml.model import HybridNet
 from ml.preprocessing import image_to_tensor
@@ -23,7 +23,7 @@ def dinov2_state():
 
 @pytest.fixture(scope="module")
 def imagenet_input():
-    config = get_preset("compact", mean=pretrained.DINOV2_MEAN, std=pretrained.DINOV2_STD)
+    config = get_preset(TRAIN_PRESET, mean=pretrained.DINOV2_MEAN, std=pretrained.DINOV2_STD)
     return image_to_tensor(decode_image(XRAYS / "pneumonia-1.jpeg"), config)[None]
 
 
@@ -69,8 +69,10 @@ def test_it_folds_the_input_normalisation_into_the_patch_embedding(dinov2_state,
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
-def test_it_fills_both_compact_backbones_with_the_first_dinov2_blocks(dinov2_state):
-    model = HybridNet(get_preset("compact"))
+def test_it_fills_both_backbones_with_the_first_dinov2_blocks(dinov2_state):
+    # A shallower ViT on a smaller grid than v3's (4 blocks at 112 px, the depth and size v2 had): the
+    # first blocks are kept and the position grid is resampled, whatever the depth and size.
+    model = HybridNet(get_preset(TRAIN_PRESET, vit_kwargs={"img_size": 112, "depth": 4}))
     used = pretrained.load_pretrained(model)
     assert used["cnn"]["licence"] == "Apache-2.0" and used["vit"]["licence"] == "MIT"
     assert len(model.vit.blocks) == 4 and model.vit.pos_embed.shape == (1, 1 + 8 * 8, 384)
@@ -92,7 +94,7 @@ def test_it_loads_a_local_timm_weights_file_and_drops_the_classifier(tmp_path):
     save_file(published.state_dict(), tmp_path / "lite0.safetensors")
     torch.save(published.state_dict(), tmp_path / "lite0.pth")
     for name in ("lite0.safetensors", "lite0.pth"):
-        model = HybridNet(get_preset("compact", branches=("cnn", "age")))
+        model = HybridNet(get_preset(TRAIN_PRESET, branches=("cnn", "age")))
         used = pretrained.load_pretrained(model, {"cnn": tmp_path / name})
         assert used["cnn"]["source"] == "file" and len(used["cnn"]["sha256"]) == 64
         torch.testing.assert_close(model.cnn.conv_stem.weight, published.conv_stem.weight)
@@ -103,28 +105,13 @@ def test_it_refuses_a_weights_file_for_another_backbone(tmp_path):
     from safetensors.torch import save_file
 
     save_file(timm.create_model("mobilenetv2_050", num_classes=0).state_dict(), tmp_path / "other.safetensors")
-    model = HybridNet(get_preset("compact", branches=("cnn", "age")))
+    model = HybridNet(get_preset(TRAIN_PRESET, branches=("cnn", "age")))
     with pytest.raises(ValueError, match="lacks"):
         pretrained.load_pretrained(model, {"cnn": tmp_path / "other.safetensors"})
 
 
-def test_it_never_downloads_unless_asked(monkeypatch):
-    def no_network(*args, **kwargs):
-        raise AssertionError("a download was attempted")
-
-    monkeypatch.setattr(pretrained, "_load_from_hub", no_network)
-    model = HybridNet(get_preset("full", branches=("cnn", "age")))
-    with pytest.raises(pretrained.DownloadNotAllowed, match="--cnn-weights FILE"):
-        pretrained.load_pretrained(model)
-
-
-def test_it_reports_a_failed_download_with_what_to_do_instead(monkeypatch):
-    import timm
-
-    def offline(*args, **kwargs):
-        raise OSError("no network")
-
-    model = HybridNet(get_preset("full", branches=("cnn", "age")))
-    monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(RuntimeError, match="pass a local weights file instead"):
-        pretrained.load_pretrained(model, allow_download=True)
+def test_every_preset_takes_its_weights_offline():
+    # Nothing downloads: every source a preset names is a local package (the hub source left with the full preset).
+    assert "timm-hub" not in pretrained.SOURCES
+    for config in PRESETS.values():
+        assert {config.cnn_source, config.vit_source} <= set(pretrained._LOADERS) <= set(pretrained.SOURCES)

@@ -167,7 +167,7 @@ def test_it_runs_end_to_end_and_writes_every_point_under_every_shift(trained, ke
         row[2] = "12"
     mixed.write_text("\n".join([lines[0], *(",".join(r).replace("img/", f"{adults.parent}/img/", 1) for r in rows)]))
     out = tmp_path / "shift.json"
-    result = run_cli("--model", str(trained[0]), "--data", str(mixed), "--shifts", "gamma_0.6,zoom_out_85",
+    result = run_cli("--model", str(trained[0]), "--films", str(mixed), "--shifts", "gamma_0.6,zoom_out_85",
                      "--out", str(out), "--threads", "1")
     assert result.returncode == 0, result.stderr
     document = json.loads(out.read_text())
@@ -190,7 +190,7 @@ def test_it_runs_end_to_end_and_writes_every_point_under_every_shift(trained, ke
             assert set(row["best_specificity_at_recall"]) == {"0.95", "0.98"}
     assert "| zoom_out_85 |" in result.stdout and "mixed, pediatric (n = 2)" in result.stdout
     # A second run, a folder at one age, a subsample: its own entry beside the first in the same JSON.
-    result = run_cli("--model", str(trained[0]), "--data", str(kermany), "--age", "4", "--shifts", "blur_1.5",
+    result = run_cli("--model", str(trained[0]), "--films", str(kermany), "--age", "4", "--shifts", "blur_1.5",
                      "--sample", "4", "--out", str(out))
     assert result.returncode == 0, result.stderr
     document = json.loads(out.read_text())
@@ -201,5 +201,5 @@ def test_it_runs_end_to_end_and_writes_every_point_under_every_shift(trained, ke
 
 
 def test_it_refuses_an_unknown_shift(trained, adults, tmp_path):
-    result = run_cli("--model", str(trained[0]), "--data", str(adults), "--shifts", "sepia", "--out", str(tmp_path))
+    result = run_cli("--model", str(trained[0]), "--films", str(adults), "--shifts", "sepia", "--out", str(tmp_path))
     assert result.returncode == 2 and "unknown shift" in result.stderr

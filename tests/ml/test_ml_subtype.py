@@ -154,7 +154,7 @@ def test_it_reads_the_subtype_from_the_same_forward_pass(headed, monkeypatch):
 
 
 def test_it_round_trips_the_head_through_the_checkpoint(tmp_path):
-    predictor = Predictor.untrained("hybrid", device="cpu")
+    predictor = Predictor.untrained("lite0-dinov2s8", device="cpu")
     dimensions = predictor._forward([film("normal-1.jpeg")[0]], [None]).features.shape[1]
     head = synthetic_head(dimensions, seed=3, validated_ages=(1, 5))
     card = {"name": "round-trip", "subtype": {"validated_ages": [1, 5], "threshold": 0.5,
@@ -179,7 +179,7 @@ def test_it_fits_measures_and_stores_the_head_from_the_command_line(tmp_path, ca
         shutil.copytree(FIXTURES / "validation" / "kermany" / label, data / label)
     source = load_source("kermany", data, val_fraction=0.4)
     torch.manual_seed(0)
-    model = Predictor.untrained("hybrid", device="cpu").model.float().to(memory_format=torch.contiguous_format)
+    model = Predictor.untrained("lite0-dinov2s8", device="cpu").model.float().to(memory_format=torch.contiguous_format)
     card = {"name": "tiny", "training_data": {"split": {"seed": 0}, "documented_ages_years": {"kermany": [1.0, 5.0]},
                                               "sources": {"kermany": {"sha256": source.digest, "val_fraction": 0.4}}}}
     model_path, out = tmp_path / "m.safetensors", tmp_path / "out" / "m.safetensors"

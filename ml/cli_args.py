@@ -71,6 +71,9 @@ FLAGS = {
     "--batch-size": dict(type=int, help="films per forward pass"),
     "--device": dict(help="where the model runs: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N"),
     "--threads": dict(type=int, help="torch CPU threads (0: torch's default)"),
+    "--shifts": dict(metavar="NAMES", help=(
+        "ml.shift's named shifts (ml.shift.SHIFTS), comma-separated, or all; the film as it is (none) is always "
+        "measured beside them")),
     "--no-gate": dict(action="store_true", help="skip counting what the OOD gate would refuse"),
     # Training.
     "--probe-epochs": dict(type=int, help="epochs of fitting the fusion layers on fixed (cached) features"),

@@ -98,7 +98,7 @@ PRESETS = {
 
 # The names the presets had until they were named for their architecture. Cards and recorded
 # training runs say these (v3's and v4's "preset" and config "name"; an operator's PNEUMOWEB_FALLBACK_PRESET
-# default), so get_preset still accepts them.
+# may too), so get_preset still accepts them.
 LEGACY_PRESET_NAMES = {"hybrid": "lite0-dinov2s8", "focus": "lite0os16-dinov2s8-cam"}
 
 # The shipped architecture (the untrained fallback serves it), and the preset ml.cli.train starts from.

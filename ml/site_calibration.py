@@ -21,11 +21,11 @@ replacement (all of a drawn patient's films come along) and counts are of patien
 
 :func:`propose` refuses (``refusals``, sentences naming the counts) when fewer patients than
 ``min_per_class`` are confirmed positive or negative, or when the lower bound of the recall at the
-proposed threshold lies more than ``max_shortfall`` under the floor. That bound is the lower of the
-bootstrap interval's and the Wilson interval's over the confirmed PNEUMONIA patients: when every
-positive lies above the refit threshold the bootstrap gives [1, 1] whatever their number, and the
-Wilson bound still says how many there were (6 of 6: 0.61; 196 of 200: 0.95). The out-of-bag
-figures are wider (about ±0.04 at 390 positives on synthetic scores) and are shown, not used to refuse.
+proposed threshold lies more than ``max_shortfall`` under the floor. That bound is the patient-bootstrap
+interval's; where that interval has no width — every positive above the refit threshold, which at a
+0.98 floor means fewer than 50 of them — it says nothing of their number, and the Wilson bound over the
+confirmed PNEUMONIA patients is used instead (6 of 6: 0.61). The out-of-bag figures are wider (about
+±0.04 at 390 positives on synthetic scores) and are shown, not used to refuse.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -153,9 +153,12 @@ def propose(patients, truth, probability, *, population, min_recall, current_thr
         for name, values in (("recall", left_recall), ("specificity", left_specificity))
     }
     recall = proposal.proposed["recall"]
-    # The bootstrap cannot see past the sample: with few positives, all above the refit threshold, it
-    # gives [1, 1]. The Wilson bound on the confirmed PNEUMONIA patients can (6 of 6: 0.61).
-    low = min((recall["ci95"] or [recall["value"]])[0], wilson_low(recall["value"], proposal.positive_patients))
+    low, high = recall["ci95"] or [recall["value"], recall["value"]]
+    if high - low < 1e-12:
+        # The bootstrap cannot see past the sample: when every positive lies above the refit threshold
+        # (fewer than 50 of them at a 0.98 floor) it gives [1, 1] however few they are. The Wilson
+        # bound over the confirmed PNEUMONIA patients still counts them (6 of 6: 0.61).
+        low = wilson_low(recall["value"], proposal.positive_patients)
     proposal.recall_lower_bound = low
     if low < min_recall - max_shortfall:
         proposal.refusals.append(

@@ -220,7 +220,7 @@ def build_parser():
     flags.add_model(parser)
     flags.add_out(parser, default=Path("shift"), metavar="FILE.json|DIR")
     flags.add_age(parser)
-    parser.add_argument("--shifts", default="all", help=f"comma-separated, from: {', '.join(SHIFTS)} (default all)")
+    flags.add(parser, "--shifts", default="all")
     parser.add_argument("--sample", type=int, help="a fixed-seed subsample of this many films per --films, "
                                                    "stratified by label and population")
     flags.add_seed(parser)

@@ -113,7 +113,8 @@ def test_data_is_always_training_sources_and_films_always_labelled_films(parsers
         f"ml.cli.{name}" for name in ("ablation", "calibrate", "export_split", "fit_ood", "fit_subtype", "train",
                                       "train_focus")}
     assert {command for command, _ in found["--films"]} == {
-        "ml.cli.evaluate", "ml.cli.shift", "ml.cli.sweep_maps", "bench/bench_runtimes.py"}
+        "ml.cli.evaluate", "ml.cli.shift", "ml.cli.sweep_maps", "bench/bench_runtimes.py",
+        "bench/site_calibration_sim.py"}
     for _, action in found["--data"]:
         assert action.type is cli_args.training_source and action.metavar == "NAME=PATH"
     parsed = importlib.import_module("ml.cli.fit_subtype").build_parser().parse_args(["--model", "m.safetensors", "--data", "kermany=/films"])

@@ -88,6 +88,8 @@ def test_the_bootstrap_alone_would_not_see_a_handful_of_positives_but_the_wilson
     proposal = refit(*site(6, 6), min_per_class=5)
     assert proposal.proposed["recall"]["ci95"] == [1.0, 1.0]
     assert proposal.recall_lower_bound == pytest.approx(wilson_low(1.0, 6)) and proposal.refused
+    enough = refit(*site(200, 120))
+    assert enough.recall_lower_bound == enough.proposed["recall"]["ci95"][0]  # a bootstrap with width stands
     assert wilson_low(1.0, 6) == pytest.approx(0.61, abs=0.01) and wilson_low(0.98, 200) > 0.94
 
 

@@ -7,6 +7,15 @@ skipped, repeats) are one. The answer is the standard DICOM JSON: ReferencedSOPS
 FailureReason (0008,1197) for each refused; 200 when none failed, 202 when some did, 409 when
 all did. Senders need the ``pacs.add_instance`` permission (a PACS service user's token), not
 only a login: what arrives here creates patients for the PACS account.
+
+What standard clients send, taken as they send it (docs/DICOM_CONFORMANCE.md):
+- ``Accept: application/dicom+json`` (PS3.18's answer type; Orthanc always asks for it),
+  ``application/json`` or ``*/*``; an Accept that allows none of them is a 406 that says what would do.
+- A chunked body (Orthanc's default ``ChunkedTransfers``, dicomweb-client) is read whole by
+  core/chunked.py before it gets here. A body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is a 413 that
+  states the limit.
+- A part that is a bare data set without the PS3.10 preamble and file meta (what
+  ``dicomweb-client.store_instances`` sends for a data set read without them) is read as one.
 """
 
 import email.parser
@@ -15,21 +24,71 @@ import io
 import logging
 
 import pydicom
+import pydicom.errors
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
-from rest_framework.exceptions import ParseError, UnsupportedMediaType
+from rest_framework.exceptions import APIException, NotAcceptable, ParseError, UnsupportedMediaType
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import BaseParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from core.chunked import too_large_message
 
 from .ingest import Unacceptable, receive
 
 log = logging.getLogger(__name__)
 
 CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0xC000, 0xA700
+
+
+class TooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+
+class DicomJsonRenderer(JSONRenderer):
+    media_type = "application/dicom+json"
+    format = "dicom+json"
+
+
+class DicomWebNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation, with a 406 that names what this endpoint can answer."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except NotAcceptable:
+            offered = ", ".join(renderer.media_type for renderer in renderers)
+            raise NotAcceptable(f"STOW-RS answers in {offered} (or */*); the request's Accept header "
+                                f"({request.META.get('HTTP_ACCEPT', '')}) allows none of them.") from None
+
+
+def read_part(data):
+    """A part's DICOM data set: a PS3.10 file, or a bare data set without preamble and file meta."""
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+    except pydicom.errors.InvalidDicomError:
+        dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+    if "SOPInstanceUID" not in dataset or "SOPClassUID" not in dataset:
+        raise pydicom.errors.InvalidDicomError("not a DICOM data set: no SOP Class and Instance UIDs")
+    if "TransferSyntaxUID" not in getattr(dataset, "file_meta", {}):
+        # The file meta it came without, from the encoding pydicom found it in (never compressed: a
+        # compressed data set cannot be read without its transfer syntax).
+        implicit, little = dataset.original_encoding
+        dataset.file_meta = FileMetaDataset()
+        dataset.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                               ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    return dataset
 
 
 class MultipartRelatedParser(BaseParser):
@@ -39,11 +98,14 @@ class MultipartRelatedParser(BaseParser):
 
     def parse(self, stream, media_type=None, parser_context=None):
         request = parser_context["request"]
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        # DRF reads the request as a stream, which Django does not hold to its limit (only .body is).
+        if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+            raise TooLarge(too_large_message(limit))
         try:
             body = stream.read() if stream is not None else b""
         except RequestDataTooBig:
-            raise ParseError("The request body is larger than this server accepts; send fewer instances "
-                             "per request.") from None
+            raise TooLarge(too_large_message(limit)) from None
         header = request.META.get("CONTENT_TYPE", "").encode("latin-1")
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             b"Content-Type: " + header + b"\r\n\r\n" + body)
@@ -77,6 +139,8 @@ def _item(dataset_uids, **extra):
 
 class StowView(APIView):
     parser_classes = [MultipartRelatedParser]
+    renderer_classes = [DicomJsonRenderer, JSONRenderer]
+    content_negotiation_class = DicomWebNegotiation
     permission_classes = [permissions.IsAuthenticated, CanSendStudies]
 
     @extend_schema(
@@ -89,6 +153,9 @@ class StowView(APIView):
             202: OpenApiResponse(OpenApiTypes.OBJECT, description="Some instances failed: FailedSOPSequence."),
             409: OpenApiResponse(OpenApiTypes.OBJECT, description="Every instance failed: FailedSOPSequence."),
             400: OpenApiResponse(description="Not multipart/related, or no DICOM part."),
+            406: OpenApiResponse(description="The Accept header allows neither application/dicom+json nor "
+                                             "application/json."),
+            413: OpenApiResponse(description="The body is larger than this server accepts (the limit is stated)."),
             415: OpenApiResponse(description="A part is not application/dicom."),
         },
         examples=[OpenApiExample("stored", response_only=True, status_codes=["200"], value={
@@ -104,7 +171,7 @@ class StowView(APIView):
         for data in parts:
             uids = ("", "")
             try:
-                dataset = pydicom.dcmread(io.BytesIO(data))
+                dataset = read_part(data)
                 uids = (str(dataset.get("SOPClassUID", "")), str(dataset.get("SOPInstanceUID", "")))
                 received = receive(dataset, received_from=sender)
             except Unacceptable as exc:
@@ -128,4 +195,4 @@ class StowView(APIView):
         if failed:
             body["00081198"] = {"vr": "SQ", "Value": failed}
         code = status.HTTP_200_OK if not failed else (status.HTTP_202_ACCEPTED if stored else status.HTTP_409_CONFLICT)
-        return Response(body, status=code, content_type="application/dicom+json")
+        return Response(body, status=code)

@@ -52,8 +52,12 @@ def require_orthanc():
             pytest.skip(message)
 
 
-def start_orthanc(tmp_dir, *, modalities=None, aet="ORTHANC"):
-    """Write a configuration into ``tmp_dir``, start Orthanc and wait until its REST API answers."""
+def start_orthanc(tmp_dir, *, modalities=None, aet="ORTHANC", dicomweb_servers=None):
+    """Write a configuration into ``tmp_dir``, start Orthanc and wait until its REST API answers.
+
+    ``dicomweb_servers``: the DICOMweb plugin's ``Servers`` (name → {"Url", "HttpHeaders"}), which its own
+    STOW-RS client sends to (``POST /dicom-web/servers/{name}/stow``), on the plugin's default settings.
+    """
     require_orthanc()
     tmp_dir = Path(tmp_dir)
     (tmp_dir / "storage").mkdir(parents=True, exist_ok=True)
@@ -63,7 +67,7 @@ def start_orthanc(tmp_dir, *, modalities=None, aet="ORTHANC"):
         "StorageDirectory": str(tmp_dir / "storage"),
         "IndexDirectory": str(tmp_dir / "storage"),
         "Plugins": [str(DICOMWEB_PLUGIN)],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False, "Servers": dicomweb_servers or {}},
         "HttpPort": http_port,
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": False,

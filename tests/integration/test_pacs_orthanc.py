@@ -51,8 +51,12 @@ def stack(tmp_path_factory, listener_port):
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory, stack, listener_port):
+    # Orthanc's own DICOMweb client on its defaults (chunked bodies, Accept: application/dicom+json).
+    servers = {"pneumoweb": {"Url": stack.url("/dicom-web/"),
+                             "HttpHeaders": {"Authorization": f"Token {stack.token('sender')}"}}}
     server = start_orthanc(tmp_path_factory.mktemp("orthanc"),
-                           modalities={"pneumoweb": ["PNEUMOWEB", "127.0.0.1", listener_port]})
+                           modalities={"pneumoweb": ["PNEUMOWEB", "127.0.0.1", listener_port]},
+                           dicomweb_servers=servers)
     try:
         stack.query("INSERT INTO pacs_destination (name, kind, url, ae_title, host, enabled) "
                     "VALUES ('orthanc', 'dicomweb', %s, '', '', true) RETURNING id", (server.dicomweb_url,))
@@ -220,3 +224,52 @@ def test_it_loses_nothing_when_the_listener_is_killed_mid_association(stack, ort
     wait_until(lambda: [row[1] for row in predictions_of(stack, study_uid)] == ["succeeded"], 180,
                "the retried study's prediction", interval=0.5, explain=stack.explain)
 
+
+
+# --- the DICOMweb clients hospitals use, on their default settings (issue 28) -----------------------
+
+
+def wait_for_a_prediction(stack, study_uid, timeout=180):
+    wait_until(lambda: [row[1] for row in predictions_of(stack, study_uid)] == ["succeeded"], timeout,
+               f"one succeeded prediction of {study_uid}", interval=0.5, explain=stack.explain)
+    return predictions_of(stack, study_uid)
+
+
+def test_orthancs_own_stow_client_gets_a_study_through_on_its_default_settings(stack, orthanc):
+    study_uid = new_study_uid()
+    ident = orthanc.upload(to_bytes(chest(study_uid=study_uid, patient_id="ORTH-STOW", age="052Y")))["ID"]
+    response = orthanc.http.post(f"{orthanc.http_url}/dicom-web/servers/pneumoweb/stow",
+                                 json={"Resources": [ident]}, timeout=120)
+    assert response.status_code == 200, (response.text, orthanc.log_path.read_text(errors="replace")[-3000:])
+    [(_, status, _, age)] = wait_for_a_prediction(stack, study_uid)
+    assert status == "succeeded" and float(age) == 52
+
+
+def test_dicomweb_clients_store_instances_gets_through(stack, orthanc):
+    from dicomweb_client import DICOMwebClient
+
+    client = DICOMwebClient(url=stack.url("/dicom-web"), headers={"Authorization": f"Token {stack.token('sender')}"})
+    study_uid = new_study_uid()
+    frontal = chest(study_uid=study_uid, patient_id="DWC-1", age="061Y")
+    answer = client.store_instances([frontal])
+    assert answer.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == frontal.SOPInstanceUID
+    assert "FailedSOPSequence" not in answer
+    wait_for_a_prediction(stack, study_uid)
+
+
+def test_curl_asking_for_dicom_json_gets_it(stack, tmp_path):
+    body, content_type = multipart_related(to_bytes(chest(patient_id="CURL-1")))
+    (tmp_path / "body").write_bytes(body)
+    out = subprocess.run(
+        ["curl", "-sS", "-o", str(tmp_path / "answer"), "-w", "%{http_code} %{content_type}", "-X", "POST",
+         "-H", "Accept: application/dicom+json", "-H", f"Content-Type: {content_type}",
+         "-H", f"Authorization: Token {stack.token('sender')}", "--data-binary", f"@{tmp_path / 'body'}",
+         stack.url("/dicom-web/studies")], capture_output=True, text=True, timeout=60, check=True)
+    code, answered = out.stdout.split(" ", 1)
+    assert code == "200" and answered.startswith("application/dicom+json")
+    chunked = subprocess.run(  # the same body sent chunked, as a streaming client sends it
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", "Transfer-Encoding: chunked",
+         "-H", "Accept: application/dicom+json", "-H", f"Content-Type: {content_type}",
+         "-H", f"Authorization: Token {stack.token('sender')}", "--data-binary", f"@{tmp_path / 'body'}",
+         stack.url("/dicom-web/studies")], capture_output=True, text=True, timeout=60, check=True)
+    assert chunked.stdout == "200"  # the same instance again: acknowledged, not stored twice

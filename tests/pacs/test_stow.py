@@ -1,5 +1,8 @@
 """POST /dicom-web/studies (STOW-RS), in process; tests/integration/test_pacs_orthanc.py sends from Orthanc."""
 
+import io
+
+import pydicom
 import pytest
 from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
@@ -88,3 +91,62 @@ def test_it_answers_a_client_error_for_bodies_without_a_dicom_part(pacs_sender, 
     assert 400 <= response.status_code < 500
     assert response.json()
     assert not Instance.objects.exists()
+
+
+# --- what standard clients send (issue 28) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("accept, answered", [
+    ("application/dicom+json", "application/dicom+json"),  # Orthanc's, and PS3.18's
+    ("application/json", "application/json"),
+    ("*/*", "application/dicom+json"),
+    ("application/dicom+json, application/json;q=0.5", "application/dicom+json"),
+])
+def test_it_answers_the_accept_headers_dicomweb_clients_send(pacs_sender, accept, answered):
+    frontal = chest()
+    body, content_type = multipart_related(to_bytes(frontal))
+    response = pacs_sender.generic("POST", URL, body, content_type=content_type, HTTP_ACCEPT=accept)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith(answered)
+    assert uids(response.json()["00081199"]) == [frontal.SOPInstanceUID]
+
+
+def test_an_accept_it_cannot_answer_is_a_406_that_says_what_would_do(pacs_sender):
+    body, content_type = multipart_related(to_bytes(chest()))
+    response = pacs_sender.generic("POST", URL, body, content_type=content_type,
+                                   HTTP_ACCEPT='multipart/related; type="application/dicom+xml"')
+    assert response.status_code == 406
+    assert "application/dicom+json" in response.json()["detail"] and "dicom+xml" in response.json()["detail"]
+    assert not Instance.objects.exists()
+
+
+def test_a_body_over_the_limit_is_a_413_that_states_it(pacs_sender, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    body, content_type = multipart_related(to_bytes(chest()))
+    response = pacs_sender.generic("POST", URL, body, content_type=content_type)
+    assert response.status_code == 413 and "10,000 bytes" in response.json()["detail"]
+    assert not Instance.objects.exists()
+
+
+def test_it_takes_what_dicomweb_client_sends_for_a_data_set_without_file_meta(pacs_sender):
+    # dicomweb-client 0.61's store_instances writes each data set with pydicom.dcmwrite as it is: one read
+    # without its PS3.10 header goes out without preamble or file meta (was refused 0xC000, 409).
+    from dicomweb_client import DICOMwebClient
+
+    frontal = chest()
+    bare = pydicom.dcmread(io.BytesIO(to_bytes(frontal)))
+    del bare.file_meta
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, bare, implicit_vr=False, little_endian=True)
+    content_type = 'multipart/related; type="application/dicom"; boundary=0f3cf5c0-0123'
+    body = DICOMwebClient._encode_multipart_message([buffer.getvalue()], content_type)
+    response = pacs_sender.generic("POST", URL, body, content_type=content_type,
+                                   HTTP_ACCEPT="application/dicom+json")
+    assert response.status_code == 200, response.content
+    assert Instance.objects.get(sop_instance_uid=frontal.SOPInstanceUID).outcome == "waiting"
+
+
+def test_a_part_that_is_no_data_set_at_all_still_fails_alone(pacs_sender):
+    response = post(pacs_sender, b"\x00" * 200, to_bytes(chest()))
+    assert response.status_code == 202
+    assert response.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC000]

@@ -57,6 +57,8 @@ def text(dataset, keyword):
     return str(value).strip() if value is not None else ""
 
 
+UNREADABLE = "the image could not be read"  # a frontal chest film whose pixels could not be decoded: said to the sender
+
 def skip_reason(dataset):
     """Why this instance is not a frontal chest radiograph for the model ("" when it is one)."""
     if is_our_output(dataset):
@@ -154,7 +156,7 @@ def receive(dataset, *, received_from):
         try:
             checked = check_upload(as_file(dataset))
         except ValidationError as exc:
-            reason = "the image could not be read: " + " ".join(exc.messages)
+            reason = f"{UNREADABLE}: " + " ".join(exc.messages)
     if not reason:
         date_of_birth = parse_date(text(dataset, "PatientBirthDate"))
         view = DICOM_VIEWS.get(text(dataset, "ViewPosition").upper(), Study.View.UNKNOWN)

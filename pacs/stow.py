@@ -42,7 +42,7 @@ from rest_framework.views import APIView
 
 from core.chunked import too_large_message
 
-from .ingest import Unacceptable, receive
+from .ingest import UNREADABLE, Unacceptable, receive
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class StowView(APIView):
                                                "00081155": {"vr": "UI", "Value": ["1.2.3.4"]}}]}})],
     )
     def post(self, request):
-        stored, failed = [], []
+        stored, failed, warnings = [], [], []
         sender = f"STOW-RS by {request.user.get_username()}"
         parts = request.data if isinstance(request.data, list) else []
         if not parts:  # an empty body never reaches the parser: DRF reads it as no data at all
@@ -188,6 +188,9 @@ class StowView(APIView):
                 if received.instance.outcome == received.instance.Outcome.SKIPPED:
                     # Stored in the sense of PS3.18 (accepted, will not be sent again), with the reason.
                     extra["00081196"] = {"vr": "US", "Value": [0xB000]}  # WarningReason: coercion/ignored
+                    if received.instance.skip_reason.startswith(UNREADABLE):
+                        # A frontal chest film that will not be assessed: the sender must hear why.
+                        warnings.append(f"{uids[1]} not assessed: {received.instance.skip_reason}")
                 stored.append(_item(uids, **extra))
         body = {}
         if stored:
@@ -195,4 +198,11 @@ class StowView(APIView):
         if failed:
             body["00081198"] = {"vr": "SQ", "Value": failed}
         code = status.HTTP_200_OK if not failed else (status.HTTP_202_ACCEPTED if stored else status.HTTP_409_CONFLICT)
-        return Response(body, status=code)
+        response = Response(body, status=code)
+        if warnings:  # PS3.18 §8.4.3: the Warning header field carries what the status code cannot
+            response["Warning"] = ", ".join(f'299 pneumoweb "{header_safe(text)}"' for text in warnings)
+        return response
+
+
+def header_safe(text):
+    return text.encode("ascii", "replace").decode().replace('"', "'").replace("\r", " ").replace("\n", " ")[:500]

@@ -273,3 +273,37 @@ def test_curl_asking_for_dicom_json_gets_it(stack, tmp_path):
          "-H", f"Authorization: Token {stack.token('sender')}", "--data-binary", f"@{tmp_path / 'body'}",
          stack.url("/dicom-web/studies")], capture_output=True, text=True, timeout=60, check=True)
     assert chunked.stdout == "200"  # the same instance again: acknowledged, not stored twice
+
+
+def test_dcmtks_dcmsend_sends_a_film_in_each_compressed_syntax_and_each_is_assessed(stack, orthanc, tmp_path,
+                                                                                      listener_port):
+    from ..pacs.test_compressed import FILMS, renamed
+
+    studies = []
+    for path in FILMS:
+        dataset = renamed(path)
+        dataset.PatientID = f"DCMSEND-{path.stem}"
+        dataset.save_as(tmp_path / path.name, enforce_file_format=True)
+        studies.append(dataset.StudyInstanceUID)
+    # dcmsend on its defaults but --decompress-never: each file goes in its own compressed syntax, as from a
+    # PACS that cannot decompress (dcmtk's storescu would decompress what it can, and has no JPEG 2000 codec).
+    out = subprocess.run(["dcmsend", "--decompress-never", "-aet", "ORTHANC", "-aec", "PNEUMOWEB", "127.0.0.1",
+                          str(listener_port), *sorted(str(p) for p in tmp_path.glob("*.dcm"))],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for study_uid in studies:
+        wait_for_a_prediction(stack, study_uid)
+
+
+def test_dcmsend_hears_why_a_damaged_film_is_not_assessed(stack, orthanc, tmp_path, listener_port):
+    from ..pacs.test_compressed import FILMS, renamed
+    from ..pacs.test_listener import pydicom_fragments
+
+    dataset = renamed(next(path for path in FILMS if path.stem == "jpeg-lossless-sv1"))
+    dataset.PatientID = "DCMSEND-DAMAGED"
+    dataset.PixelData = pydicom_fragments(dataset)
+    dataset.save_as(tmp_path / "damaged.dcm", enforce_file_format=True)
+    out = subprocess.run(["dcmsend", "-d", "--decompress-never", "-aet", "ORTHANC", "-aec", "PNEUMOWEB", "127.0.0.1",
+                          str(listener_port), str(tmp_path / "damaged.dcm")], capture_output=True, text=True, timeout=60)
+    said = out.stdout + out.stderr
+    assert "0xb000: Warning" in said and "not assessed: its image could not be read or decoded" in said, said

@@ -150,3 +150,16 @@ def test_a_part_that_is_no_data_set_at_all_still_fails_alone(pacs_sender):
     response = post(pacs_sender, b"\x00" * 200, to_bytes(chest()))
     assert response.status_code == 202
     assert response.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC000]
+
+
+def test_a_film_that_cannot_be_decoded_is_stored_with_a_warning_that_says_why(pacs_sender):
+    from .test_compressed import FILMS, renamed
+    from .test_listener import pydicom_fragments
+
+    dataset = renamed(next(path for path in FILMS if path.stem == "jpeg-2000"))
+    dataset.PixelData = pydicom_fragments(dataset)
+    response = post(pacs_sender, to_bytes(dataset))
+    assert response.status_code == 200
+    assert response.json()["00081199"]["Value"][0]["00081196"]["Value"] == [0xB000]
+    assert response["Warning"].startswith(f'299 pneumoweb "{dataset.SOPInstanceUID} not assessed: the image could '
+                                          'not be read')

@@ -260,6 +260,15 @@ class Prediction(models.Model):
         return bool(self.review_verdict)
 
     @property
+    def shows_heatmap(self):
+        """Whether the heatmap is shown as evidence: for a PNEUMONIA or a borderline result only.
+
+        A NORMAL result's map shows where the model looked, and its hot spots read as "pneumonia found"
+        to anyone who sees the picture alone (a PACS viewer, a glance at the page): it is not shown.
+        """
+        return bool(self.heatmap) and (self.label == self.Label.PNEUMONIA or self.borderline)
+
+    @property
     def operating_point(self):
         """Whose operating point gave the label: this site's refit one (with its date) or the model card's."""
         if not self.label:

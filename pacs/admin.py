@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from core.admin import ReadOnlyAdmin as ReadOnly
 
+from . import exports, send
 from .models import Destination, Export, ImagingStudy, Instance
 
 
@@ -41,6 +42,16 @@ class InstanceAdmin(ReadOnly):
 @admin.register(Destination)
 class DestinationAdmin(admin.ModelAdmin):
     list_display = ("name", "kind", "url", "ae_title", "host", "port", "enabled")
+    actions = ["test_connection"]
+
+    @admin.action(description="Test the connection (C-ECHO, or a DICOMweb request): sends no result")
+    def test_connection(self, request, queryset):
+        for destination in queryset:
+            outcome = send.check_connection(exports.as_destination(destination))
+            if outcome.sent:
+                self.message_user(request, f"{destination}: answered.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"{destination}: {outcome.error}", messages.ERROR)
 
 
 @admin.register(Export)

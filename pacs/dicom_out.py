@@ -338,7 +338,8 @@ def build_sr(*, source: Dataset, result: Result, sop_instance_uid: str, series_i
             previous_versions=[predecessor] if predecessor is not None else None,
             series_description=SERIES_DESCRIPTION_SR, manufacturer_model_name=result.model_name or None,
             software_versions=result.model_version or None, specific_character_set=CHARACTER_SET)
-    sr.BodyPartExamined = _body_part(source)
+    # No BodyPartExamined: the SR document IOD has no module that holds it (dciodvfy warns); the source
+    # image the SR references carries it.
     return sr
 
 
@@ -413,10 +414,47 @@ def burn_in(overlay_rgb: np.ndarray, text: str = BURNED_IN_TEXT) -> tuple[np.nda
     return np.asarray(image, dtype=np.uint8).copy(), band
 
 
+def result_lines(result: Result) -> list[str]:
+    """What a capture says of its result, in short lines a viewer shows legibly (burned in at the bottom)."""
+    label = result.label + (" (BORDERLINE)" if result.borderline else "")
+    point = f"{result.population} point" if result.population else "operating point"
+    lines = [f"AI: {label}"]
+    if result.probability is not None:
+        threshold = f" / threshold {result.threshold:.3f}" if result.threshold is not None else ""
+        lines.append(f"P(pneumonia) {float(result.probability):.2f}{threshold}")
+    lines.append(f"{point} - {result.model_name}")
+    lines.append("heatmap: where the model saw evidence" if result.heatmap_shown else "no heatmap (not evidence)")
+    return lines
+
+
+def draw_result(image_rgb: np.ndarray, lines: list[str]) -> np.ndarray:
+    """``image_rgb`` with ``lines`` in white on a near-black band across its bottom (a band per line)."""
+    image = Image.fromarray(image_rgb, mode="RGB")
+    width, height = image.size
+    draw = ImageDraw.Draw(image)
+    room = width - 2 * max(2, width // 100)
+    band = text_band_rows(height, len(lines))
+    size = max(8, int(band / len(lines) * 0.7))
+    font = _font(size)
+    while size > 6 and max(draw.textlength(line, font=font) for line in lines) > room:
+        size -= 1
+        font = _font(size)
+    draw.rectangle([0, height - band, width - 1, height - 1], fill=(16, 16, 16))
+    step = band / len(lines)
+    for index, line in enumerate(lines):
+        left, top, right, bottom = draw.textbbox((0, 0), line, font=font)
+        position = ((width - (right - left)) / 2 - left, height - band + step * (index + 0.5) - (top + bottom) / 2)
+        draw.text(position, line, fill=(255, 255, 255), font=font)
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
 def build_secondary_capture(*, source: Dataset, overlay_rgb: np.ndarray, sop_instance_uid: str,
                             series_instance_uid: str, series_number: int = 9002,
-                            instance_number: int = 1) -> hd.sc.SCImage:
-    """The heatmap overlay as an RGB Secondary Capture in the source's study, with the warning burned in."""
+                            instance_number: int = 1, result: Result | None = None) -> hd.sc.SCImage:
+    """The film (with the heatmap where it stands for evidence) as an RGB Secondary Capture in the source's
+    study: the warning burned in across the top and, with ``result``, the result across the bottom — the
+    label, P(pneumonia), the threshold, the population's point and the model — so that the capture opened
+    alone in a viewer cannot be read as a finding it is not."""
     overlay = np.asarray(overlay_rgb)
     if overlay.ndim != 3 or overlay.shape[2] != 3 or overlay.dtype != np.uint8:
         raise ValueError(f"overlay_rgb must be a uint8 H×W×3 array, not {overlay.dtype} {overlay.shape}")
@@ -424,6 +462,8 @@ def build_secondary_capture(*, source: Dataset, overlay_rgb: np.ndarray, sop_ins
         raise ValueError(f"overlay_rgb is too small to carry the burned-in warning: {overlay.shape}")
     header = _header(source)
     pixels, _ = burn_in(np.ascontiguousarray(overlay))
+    if result is not None:
+        pixels = draw_result(pixels, result_lines(result))
 
     with _NameWarnings():
         # highdicom wants a patient orientation for a PATIENT image; the real one (or an empty
@@ -442,7 +482,8 @@ def build_secondary_capture(*, source: Dataset, overlay_rgb: np.ndarray, sop_ins
     sc.BodyPartExamined = _body_part(source)
     sc.ConversionType = "WSD"  # made by a workstation (software), not captured from a video interface
     sc.BurnedInAnnotation = "YES"
-    sc.ImageComments = "Heatmap overlay: decision support, not a diagnosis."
+    sc.ImageComments = ("; ".join(result_lines(result)) + ". Decision support, not a diagnosis." if result is not None
+                        else "Heatmap overlay: decision support, not a diagnosis.")
     sc.DerivationDescription = "AI heatmap (class-activation map) over the source radiograph"
     reference = Dataset()
     reference.ReferencedSOPClassUID = header.SOPClassUID

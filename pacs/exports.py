@@ -118,7 +118,8 @@ def send_one(pk, *, now=None):
 
 def record(export, outcome, *, now):
     if outcome.sent:
-        Export.objects.filter(pk=export.pk).update(status=Export.Status.SENT, sent_at=now, last_error="")
+        # The send's own time, not the round's start (a round sends many, each taking seconds).
+        Export.objects.filter(pk=export.pk).update(status=Export.Status.SENT, sent_at=timezone.now(), last_error="")
         log.info("Sent %s", export)
         return "sent"
     if outcome.retry and export.attempts < settings.PNEUMOWEB_DICOM_EXPORT_ATTEMPTS:
@@ -147,7 +148,7 @@ def build(export):
     if export.kind == Export.Kind.SC:
         return build_secondary_capture(
             source=source, overlay_rgb=overlay(prediction), sop_instance_uid=export.sop_instance_uid,
-            series_instance_uid=export.series_instance_uid)
+            series_instance_uid=export.series_instance_uid, result=result_of(prediction))
     previous = Export.objects.filter(
         prediction=prediction, destination=export.destination, kind=Export.Kind.SR,
         created_at__lt=export.created_at).exclude(pk=export.pk).order_by("-created_at").first()
@@ -182,14 +183,18 @@ def result_of(prediction):
         ood_reason=prediction.ood_reason,
         warnings=tuple(str(warning) for warning in prediction.warnings or ()),
         review=review,
-        heatmap_shown=bool(prediction.heatmap),
+        heatmap_shown=prediction.shows_heatmap,
         operating_point=prediction.operating_point,
     )
 
 
 def overlay(prediction):
-    """The film with the heatmap laid over it, as an RGB array (what the page shows)."""
-    with open_verified(prediction.study, "image") as film, open_verified(prediction, "heatmap") as heat:
+    """The film, with the heatmap laid over it where the map stands for evidence (``Prediction.shows_heatmap``:
+    the page's rule too), as an RGB array."""
+    with open_verified(prediction.study, "image") as film:
         base = Image.open(film).convert("RGBA")
-        layer = Image.open(heat).convert("RGBA").resize(base.size, Image.Resampling.BILINEAR)
+        if not prediction.shows_heatmap:
+            return np.asarray(base.convert("RGB"))
+        with open_verified(prediction, "heatmap") as heat:
+            layer = Image.open(heat).convert("RGBA").resize(base.size, Image.Resampling.BILINEAR)
         return np.asarray(Image.alpha_composite(base, layer).convert("RGB"))

@@ -16,8 +16,12 @@ Mapping onto the records (docs/ARCHITECTURE.md, "The DICOM path"):
   review revision), like the prediction rows are for jobs: nothing is lost across a restart.
 """
 
+import ipaddress
 import uuid
+from urllib.parse import urlsplit
 
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -98,6 +102,33 @@ class Instance(models.Model):
         return f"DICOM instance {self.pk} of study {self.study_id or '-'}"
 
 
+def validate_base_url(value):
+    """An http(s) URL with a host: internal names without a dot (``http://pacs:8042/dicom-web``) and IP
+    addresses are what hospitals use, and Django's URLValidator refuses the first."""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 or parts.query or parts.fragment:
+        raise ValidationError("Give the DICOMweb base URL: http:// or https://, a host name or IP address, an "
+                              "optional port and path, e.g. http://pacs:8042/dicom-web.")
+
+
+def validate_ae_title(value):
+    """DICOM AE title (PS3.5 AE): 1–16 characters, no backslash or control character, not only spaces."""
+    if not value.strip() or len(value) > 16 or "\\" in value or any(ord(c) < 32 or ord(c) > 126 for c in value):
+        raise ValidationError("An AE title is 1 to 16 printable ASCII characters, without a backslash.")
+
+
+def _is_host(value):
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return not any(c.isspace() or c in "/:@?#" for c in value)
+
+
 class Destination(models.Model):
     class Kind(models.TextChoices):
         DICOMWEB = "dicomweb", "DICOMweb STOW-RS"
@@ -105,14 +136,36 @@ class Destination(models.Model):
 
     name = models.CharField(max_length=64, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    url = models.URLField("STOW-RS base URL", blank=True, help_text="e.g. http://pacs:8042/dicom-web")
-    ae_title = models.CharField("called AE title", max_length=16, blank=True)
-    host = models.CharField(max_length=200, blank=True)
-    port = models.PositiveIntegerField(null=True, blank=True)
+    url = models.CharField("STOW-RS base URL", max_length=500, blank=True, validators=[validate_base_url],
+                           help_text="DICOMweb only, e.g. http://pacs:8042/dicom-web (results go to {url}/studies)")
+    ae_title = models.CharField("called AE title", max_length=16, blank=True, validators=[validate_ae_title],
+                                help_text="C-STORE only: the PACS's AE title")
+    host = models.CharField(max_length=200, blank=True, help_text="C-STORE only: host name or IP address")
+    port = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1),
+                                                                          MaxValueValidator(65535)],
+                                       help_text="C-STORE only: the PACS's DICOM port (often 104 or 11112)")
     enabled = models.BooleanField(default=True)
+
+    # What each kind needs; a field of the other kind is refused rather than silently ignored.
+    NEEDS = {Kind.DICOMWEB: ("url",), Kind.DIMSE: ("ae_title", "host", "port")}
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        errors = {}
+        for field in self.NEEDS.get(self.kind, ()):
+            if getattr(self, field) in (None, ""):
+                errors[field] = f"A {self.get_kind_display()} destination needs this."
+        for kind, fields in self.NEEDS.items():
+            if kind != self.kind:
+                for field in fields:
+                    if getattr(self, field) not in (None, ""):
+                        errors[field] = f"Only a {Destination.Kind(kind).label} destination uses this: leave it empty."
+        if self.host and not _is_host(self.host):
+            errors.setdefault("host", "Give a host name or IP address only (the port has its own field).")
+        if errors:
+            raise ValidationError(errors)
 
 
 class ExportQuerySet(models.QuerySet):

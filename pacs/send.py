@@ -43,6 +43,7 @@ from pydicom import dcmwrite
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification
 
 DICOMWEB = "dicomweb"
 DIMSE = "dimse"
@@ -247,3 +248,40 @@ def _not_associated(assoc, peer, dataset, syntaxes, connected):
     if not connected:
         return _failed(True, f"cannot connect to {peer} (refused, unreachable or timed out)")
     return _failed(True, f"association with {peer} aborted or timed out")
+
+
+def check_connection(destination):
+    """Whether ``destination`` answers (an :class:`Outcome`, ``sent`` meaning "it answered"), sending nothing.
+
+    C-STORE destinations: an association and a C-ECHO (Verification), refused or unanswered with the
+    reason. DICOMweb: ``GET {url}/studies?limit=1`` (QIDO-RS) asking for DICOM JSON; any answer below 500
+    but 401/403/404 shows the server is there (a STOW-only endpoint may not search).
+    """
+    if destination.kind == DIMSE:
+        ae = AE(ae_title=destination.calling_ae)
+        ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = destination.timeout
+        ae.add_requested_context(Verification)
+        peer = f"{destination.ae_title}@{destination.host}:{destination.port}"
+        assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+        if not assoc.is_established:
+            if assoc.is_rejected:
+                return _failed(False, f"C-ECHO to {peer}: association rejected (check the called AE title, and "
+                                      f"that the PACS knows this calling AE title, {destination.calling_ae})")
+            return _failed(True, f"C-ECHO to {peer}: no association (host, port, or the PACS is down)")
+        try:
+            status = assoc.send_c_echo()
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        if "Status" not in status or status.Status != 0:
+            return _failed(True, f"C-ECHO to {peer}: status {status.get('Status', 'none')}")
+        return Outcome(sent=True, retry=False, error="")
+    url = f"{destination.url.rstrip('/')}/studies"
+    try:
+        response = requests.get(url, params={"limit": 1}, headers={"Accept": "application/dicom+json"},
+                                timeout=destination.timeout, allow_redirects=False)
+    except requests.RequestException as exc:
+        return _failed(True, f"DICOMweb {url}: cannot connect ({_root_cause(exc)})")
+    if response.status_code in (401, 403, 404) or response.status_code >= 500:
+        return _failed(False, f"DICOMweb {url}: HTTP {response.status_code} {_error_detail(response)}".strip())
+    return Outcome(sent=True, retry=False, error="")

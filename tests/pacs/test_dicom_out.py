@@ -90,8 +90,8 @@ def assert_dciodvfy_accepts(path):
         pytest.skip(message)
     run = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
     output = run.stdout + run.stderr
-    errors = [line for line in output.splitlines() if line.startswith("Error")]
-    assert not errors, f"dciodvfy {path.name}:\n{output}"
+    problems = [line for line in output.splitlines() if line.startswith(("Error", "Warning"))]
+    assert not problems, f"dciodvfy {path.name}:\n{output}"
     return output
 
 
@@ -134,8 +134,8 @@ def test_it_builds_an_sr_in_the_source_study_that_dciodvfy_accepts(tmp_path):
     assert sr.StudyInstanceUID == source.StudyInstanceUID and sr.SeriesInstanceUID != source.SeriesInstanceUID
     assert (sr.PatientID, sr.IssuerOfPatientID, str(sr.PatientName)) == ("HOSP-123456", "St Example", "Müller^Jörg")
     assert (sr.AccessionNumber, sr.StudyDate, sr.PatientSex) == ("ACC-0001", "20240102", "M")
-    assert (sr.Manufacturer, sr.SeriesDescription, sr.BodyPartExamined) == (
-        MANUFACTURER, SERIES_DESCRIPTION_SR, "CHEST")
+    assert (sr.Manufacturer, sr.SeriesDescription) == (MANUFACTURER, SERIES_DESCRIPTION_SR)
+    assert "BodyPartExamined" not in sr  # not in the SR IOD: dciodvfy warned
     assert (sr.CompletionFlag, sr.VerificationFlag, sr.PreliminaryFlag) == ("COMPLETE", "UNVERIFIED", "PRELIMINARY")
     assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
     # The source image: evidence, image library entry and measurement source.
@@ -175,7 +175,7 @@ def test_it_builds_a_valid_sr_from_a_header_without_the_optional_attributes(tmp_
                               series_instance_uid=generate_uid(), series_number=42, instance_number=3),
                      tmp_path, "sr-minimal")
 
-    assert (sr.AccessionNumber, sr.ReferringPhysicianName, sr.BodyPartExamined) == ("", "", "CHEST")
+    assert (sr.AccessionNumber, sr.ReferringPhysicianName) == ("", "")
     assert "IssuerOfPatientID" not in sr and (sr.SeriesNumber, sr.InstanceNumber) == (42, 3)
     assert sr.StudyInstanceUID == source.StudyInstanceUID and sr.PatientID == source.PatientID
     # 1/3 has no exact 16-character DS: the FD value carries it.
@@ -307,3 +307,32 @@ def test_it_refuses_a_source_it_cannot_reference_and_an_incoherent_result():
     with pytest.raises(ValueError, match="overlay_rgb"):
         build_secondary_capture(source=source_header(), overlay_rgb=np.zeros((64, 64), np.uint8),
                                 sop_instance_uid=generate_uid(), series_instance_uid=generate_uid())
+
+
+def test_a_capture_with_its_result_says_label_probability_threshold_point_and_model_at_the_bottom(tmp_path):
+    from pacs.dicom_out import result_lines
+
+    source = source_header()
+    film = np.full((512, 512, 3), 90, dtype=np.uint8)
+    report = result(label="NORMAL", probability=0.075, threshold=0.069, heatmap_shown=False)
+    path, sc = saved(build_secondary_capture(source=source, overlay_rgb=film, sop_instance_uid=generate_uid(),
+                                             series_instance_uid=generate_uid(), result=report), tmp_path, "sc-result")
+    lines = result_lines(report)
+    assert lines == ["AI: NORMAL", "P(pneumonia) 0.07 / threshold 0.069", "pediatric point - pneumoweb-v3",
+                     "no heatmap (not evidence)"]
+    for line in lines:
+        assert line in sc.ImageComments
+    assert "not a diagnosis" in sc.ImageComments
+    pixels, band = sc.pixel_array, text_band_rows(512, len(lines))
+    bottom = pixels[512 - band:]
+    assert np.median(bottom) < 40 and bottom.max() >= 200  # white text on a dark band
+    assert band >= 4 * 30  # at 512 px, each line ≥ 30 px high: legible at a viewer's size
+    np.testing.assert_array_equal(pixels[text_band_rows(512): 512 - band], film[text_band_rows(512): 512 - band])
+    assert_dciodvfy_accepts(path)
+
+
+def test_a_borderline_result_is_said_so_on_its_capture():
+    from pacs.dicom_out import result_lines
+
+    lines = result_lines(result(label="NORMAL", borderline=True, heatmap_shown=True))
+    assert lines[0] == "AI: NORMAL (BORDERLINE)" and lines[-1] == "heatmap: where the model saw evidence"

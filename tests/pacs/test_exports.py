@@ -124,3 +124,27 @@ def test_it_fails_the_heatmap_capture_of_a_changed_file_at_once_and_sends_nothin
     [entry] = integrity_failures()
     assert (entry.content_type.model, entry.object_pk) == (owner, str(pk))
     assert exports.send_due(now=timezone.now() + timezone.timedelta(days=1)) == {"sent": 0, "retrying": 0, "failed": 0}
+
+
+def test_the_capture_shows_the_map_only_as_evidence_and_always_says_the_result(answered, sent):
+    # The real model's answer on the fixture film, whatever it is; then the same prediction read both ways.
+    exports.queue_exports()
+    exports.send_due()
+    capture = next(dataset for dataset in sent if dataset.Modality == "OT")
+    assert f"AI: {answered.label}" in capture.ImageComments and "P(pneumonia)" in capture.ImageComments
+    film = exports.overlay(answered)
+    Prediction.objects.filter(pk=answered.pk).update(label="NORMAL", borderline=False)
+    normal = Prediction.objects.get(pk=answered.pk)
+    assert not normal.shows_heatmap
+    assert exports.result_of(normal).heatmap_shown is False
+    plain = exports.overlay(normal)  # the film alone: a NORMAL result's map is not evidence
+    import numpy as np
+    from PIL import Image
+
+    from diagnosis.integrity import open_verified
+
+    with open_verified(normal.study, "image") as fh:
+        assert np.array_equal(plain, np.asarray(Image.open(fh).convert("RGB")))
+    Prediction.objects.filter(pk=answered.pk).update(label="NORMAL", borderline=True)
+    assert Prediction.objects.get(pk=answered.pk).shows_heatmap
+    assert film.shape == plain.shape

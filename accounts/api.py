@@ -19,6 +19,8 @@ from accounts.lockout import record_wrong_code
 from accounts.second_factor import has_second_factor, must_use_second_factor, verify_code
 from core.throttling import AtomicScopedRateThrottle
 
+from .sender_tokens import token_lifetime_for
+
 
 class Credentials(serializers.Serializer):
     username = serializers.CharField(max_length=150)
@@ -84,7 +86,8 @@ class ObtainToken(APIView):
         refusal = second_factor_refusal(request, user, credentials.validated_data.get("otp_token", ""))
         if refusal is not None:
             return refusal
-        instance, token = AuthToken.objects.create(user=user, expiry=knox_settings.TOKEN_TTL)
+        # A PACS sender's token lasts its own lifetime (accounts/sender_tokens.py), a person's the week.
+        instance, token = AuthToken.objects.create(user=user, expiry=token_lifetime_for(user) or knox_settings.TOKEN_TTL)
         return Response({"token": token, "expiry": instance.expiry})
 
 

@@ -61,6 +61,11 @@ def check_settings_agree(app_configs=None, **kwargs):
          "PNEUMOWEB_SITE_CALIBRATION_MAX_SHORTFALL must be 0 or more and less than 1",
          "How far under the recall floor the lower end of a refit point's recall interval may lie.",
          "pneumoweb.E008"),
+        (1 <= s.PNEUMOWEB_SENDER_TOKEN_WARN_DAYS < s.PNEUMOWEB_SENDER_TOKEN_TTL_DAYS,
+         "PNEUMOWEB_SENDER_TOKEN_WARN_DAYS must be at least 1 and less than PNEUMOWEB_SENDER_TOKEN_TTL_DAYS",
+         "Monitoring warns this many days before a PACS sender's token ends; a warning as long as the token's "
+         "life would never be silent.",
+         "pneumoweb.E009"),
     ]
     return [checks.Error(message, hint=hint, id=id) for ok, message, hint, id in rules if not ok]
 

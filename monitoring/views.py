@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
+from accounts import sender_tokens
 from core import charts
 from diagnosis.media import private
 from diagnosis.models import Prediction
@@ -31,7 +32,8 @@ def monitoring(request):
         group["chart"] = "?" + urlencode({**request.GET.dict(), "model": group["model"]["name"],
                                           "sha": group["model"]["weights_sha256"],
                                           "population": group["population"] or ""})
-    return render(request, "monitoring/monitoring.html", {"filters": filters, "groups": groups, "query": query})
+    return render(request, "monitoring/monitoring.html", {"filters": filters, "groups": groups, "query": query,
+                                                          "sender_tokens": sender_tokens.ending_soon()})
 
 
 @login_required

@@ -408,7 +408,10 @@ CORS_URLS_REGEX = r"^/api/.*$"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Every line with its time, level and logger: an operator reading the DICOM listener's or a worker's
+    # output needs when (pynetdicom's own lines had no time).
+    "formatters": {"timed": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "timed"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -419,6 +422,10 @@ REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Token",
     "AUTO_REFRESH": False,
 }
+# A PACS sender's tokens (accounts/sender_tokens.py) live in the PACS's configuration: a year, and
+# monitoring warns this many days before the newest one ends.
+PNEUMOWEB_SENDER_TOKEN_TTL_DAYS = env_int("PNEUMOWEB_SENDER_TOKEN_TTL_DAYS", 365)
+PNEUMOWEB_SENDER_TOKEN_WARN_DAYS = env_int("PNEUMOWEB_SENDER_TOKEN_WARN_DAYS", 14)
 
 # Last: every PNEUMOWEB_* variable above has been read; one set that none of them names is reported
 # by the system checks (`manage.py check`, migrate, bin/run): core/checks.py warns, naming the closest

@@ -41,10 +41,7 @@ def stack(tmp_path_factory, listener_port):
            "PNEUMOWEB_DICOM_EXPORT_ATTEMPTS": str(ATTEMPTS), "PNEUMOWEB_DICOM_EXPORT_BACKOFF_SECONDS": str(BACKOFF),
            "PNEUMOWEB_DICOM_SEND_TIMEOUT_SECONDS": "5"}
     with running_stack(tmp_path_factory.mktemp("stack"), database_url=POSTGRES_URL, broker_url=REDIS_URL,
-                       users=[("sender", "clinician")], extra_env=env) as stack:
-        stack.manage("shell", "-c", "from django.contrib.auth.models import Permission, User; "
-                     "User.objects.get(username='sender').user_permissions.add("
-                     "Permission.objects.get(codename='add_instance'))")
+                       users=[("sender", "pacs")], extra_env=env) as stack:  # create_user --role pacs
         stack.start_listener()
         yield stack
 

@@ -29,6 +29,10 @@ def test_it_finds_nothing_wrong_with_the_test_settings():
     ({"PNEUMOWEB_LEASE_SECONDS": 10, "PNEUMOWEB_HEARTBEAT_SECONDS": 5}, "pneumoweb.E004",
      "PNEUMOWEB_LEASE_SECONDS must exceed twice PNEUMOWEB_HEARTBEAT_SECONDS"),
     ({"PNEUMOWEB_AUDIT_SEAL_GRACE_SECONDS": -1}, "pneumoweb.E005", "must be 0 or more"),
+    ({"PNEUMOWEB_REVIEW_SAMPLE_SHARE": 1.5}, "pneumoweb.E006", "between 0 and 1"),
+    ({"PNEUMOWEB_SITE_CALIBRATION_MIN_PER_CLASS": 0}, "pneumoweb.E007", "at least 1"),
+    ({"PNEUMOWEB_SITE_CALIBRATION_MAX_SHORTFALL": 1.0}, "pneumoweb.E008", "less than 1"),
+    ({"PNEUMOWEB_SENDER_TOKEN_WARN_DAYS": 400}, "pneumoweb.E009", "less than PNEUMOWEB_SENDER_TOKEN_TTL_DAYS"),
 ])
 def test_it_reports_settings_that_disagree(overrides, check_id, words):
     with override_settings(**overrides):

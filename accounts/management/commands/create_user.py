@@ -9,9 +9,8 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
-from knox.models import AuthToken
-from knox.settings import knox_settings
 
+from accounts import sender_tokens
 from accounts.roles import ADMIN, CLINICIAN, GROUP, PACS_SENDER, REVIEWER, ROLES
 
 
@@ -42,6 +41,8 @@ class Command(BaseCommand):
         verb = "Created" if created else "Reset password of"
         self.stdout.write(f"{verb} {role} {username!r} with password {password!r}")
         if role == PACS_SENDER:
-            # A sending system signs in nowhere: it sends this token (also issued by POST /api/auth/token/).
-            _, token = AuthToken.objects.create(user=user, expiry=knox_settings.TOKEN_TTL)
+            # A sending system signs in nowhere: it sends this token, which lasts a sender's lifetime
+            # (accounts/sender_tokens.py; `manage.py sender_token` rotates and revokes it).
+            row, token = sender_tokens.issue(user)
             self.stdout.write(f"API token for STOW-RS (Authorization: Token …): {token}")
+            self.stdout.write(f"It ends on {row.expiry:%Y-%m-%d %H:%M} UTC.")

@@ -32,10 +32,13 @@ The SR is COMPLETE, UNVERIFIED (nobody accountable signed it) and PRELIMINARY (i
 definitive means of communicating the finding: a clinician is).
 
 ``build_secondary_capture`` — a Secondary Capture Image (highdicom ``SCImage``, SOP class
-1.2.840.10008.5.1.4.1.1.7), RGB 8-bit, of the heatmap overlay, ImageType DERIVED\\SECONDARY,
-SourceImageSequence pointing at the source image, with "DECISION SUPPORT - NOT A DIAGNOSIS"
-burned into the pixels on a dark band across the top of the image (BurnedInAnnotation YES), so
-the warning survives any viewer that ignores the SR.
+1.2.840.10008.5.1.4.1.1.7), RGB 8-bit, of the film — with the heatmap over it only for a PNEUMONIA or
+borderline result (the exporter's choice, ``Prediction.shows_heatmap``) — ImageType DERIVED\\SECONDARY,
+SourceImageSequence pointing at the source image, with "DECISION SUPPORT - NOT A DIAGNOSIS" burned
+into the pixels on a dark band across the top and the result (label, P(pneumonia), threshold, the
+population's point, the model, whether a heatmap is shown) on a band across the bottom
+(BurnedInAnnotation YES, :func:`result_lines`), so that the capture opened alone in a viewer says
+what it is.
 
 Both carry Manufacturer = ``MANUFACTURER`` and our own SeriesDescription, which
 :func:`is_our_output` reads: a PACS that routes our objects back to us must not get an AI

@@ -128,6 +128,7 @@ class Result:
     review: str = ""  # "" or e.g. "Reviewer disagreed: NORMAL — comment" (an amended SR carries it)
     heatmap_shown: bool = False  # whether a secondary capture of the heatmap accompanies this SR
     operating_point: str = ""  # whose point: "site operating point of <date> (#id)" or "the model card's operating point"
+    not_assessed: bool = False  # with ood: the image could not be read at all (ood_reason says why); no model ran
 
 
 def is_our_output(dataset) -> bool:
@@ -240,6 +241,9 @@ def _check(result: Result) -> None:
 
 
 def _summary(result: Result) -> str:
+    if result.not_assessed:
+        return (f"{MANUFACTURER} did not assess this image: {result.ood_reason.strip() or 'no reason given'}. "
+                f"No probability is given. {DISCLAIMER}")
     if result.ood:
         reason = result.ood_reason.strip() or "no reason given"
         return (f"{MANUFACTURER} refused this image: it is not what the model knows (out of distribution: "
@@ -314,7 +318,9 @@ def build_sr(*, source: Dataset, result: Result, sop_instance_uid: str, series_i
     if result.population and not result.ood:
         texts.append(_text(result.population, POPULATION))
     texts.append(_text(_summary(result)))
-    if result.ood:
+    if result.not_assessed:
+        texts.append(_text(f"Not assessed: {result.ood_reason.strip() or 'no reason given'}"))
+    elif result.ood:
         texts.append(_text(f"Refused (out of distribution): {result.ood_reason.strip() or 'no reason given'}"))
     texts.extend(_text(f"Warning: {warning}") for warning in result.warnings if str(warning).strip())
     if result.review.strip():

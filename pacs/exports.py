@@ -34,6 +34,7 @@ from diagnosis.models import Prediction
 
 from . import send as sender
 from .dicom_out import Result, build_secondary_capture, build_sr
+from .ingest import UNREADABLE
 from .models import Destination, Export, Instance
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,26 @@ def queue_exports(now=None):
                             created += 1
                     except IntegrityError:
                         pass  # queued already (another housekeeper, or a retried round)
+            Instance.objects.filter(pk=instance.pk).update(answered_at=now)
+    return created + queue_not_assessed(destinations, now)
+
+
+def queue_not_assessed(destinations, now):
+    """An SR "not assessed: <reason>" for each frontal chest film whose image could not be read."""
+    created = 0
+    unread = Instance.objects.filter(outcome=Instance.Outcome.SKIPPED, skip_reason__startswith=UNREADABLE,
+                                     answered_at__isnull=True)
+    for instance in unread[:200]:
+        with transaction.atomic():
+            for destination in destinations:
+                try:
+                    with transaction.atomic():
+                        Export.objects.create(prediction=None, instance=instance, destination=destination,
+                                              kind=Export.Kind.SR, revision="", sop_instance_uid=generate_uid(),
+                                              series_instance_uid=generate_uid())
+                        created += 1
+                except IntegrityError:
+                    pass  # queued already
             Instance.objects.filter(pk=instance.pk).update(answered_at=now)
     return created
 
@@ -145,6 +166,9 @@ def build(export):
     """The DICOM object of this row, from the database as it is now."""
     source = pydicom.Dataset.from_json(export.instance.header)
     prediction = export.prediction
+    if prediction is None:  # a film that could not be read: the SR says so, and why
+        return build_sr(source=source, result=not_assessed(export.instance), sop_instance_uid=export.sop_instance_uid,
+                        series_instance_uid=export.series_instance_uid)
     if export.kind == Export.Kind.SC:
         return build_secondary_capture(
             source=source, overlay_rgb=overlay(prediction), sop_instance_uid=export.sop_instance_uid,
@@ -160,6 +184,13 @@ def build(export):
         # build_sr fills the SR class and the source's study in; the series is the earlier SR's own.
         previous=({"SOPInstanceUID": previous.sop_instance_uid, "SeriesInstanceUID": previous.series_instance_uid}
                   if previous else None))
+
+
+def not_assessed(instance):
+    """The Result of a film whose image could not be read: no model ran, the reason is the ingest's."""
+    return Result(label="", probability=None, threshold=None, population="", borderline=False,
+                  model_name="pneumoweb", model_version="none", ood=True, ood_reason=instance.skip_reason,
+                  warnings=(), not_assessed=True)
 
 
 def result_of(prediction):

@@ -186,7 +186,9 @@ class Export(models.Model):
         SENT = "sent"
         FAILED = "failed"
 
-    prediction = models.ForeignKey(Prediction, on_delete=models.PROTECT, related_name="+")
+    # Empty for the SR that tells the PACS a frontal chest film was not assessed (its image could not be
+    # read): there is no prediction to report, only the reason (exports.queue_exports).
+    prediction = models.ForeignKey(Prediction, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="exports")
     destination = models.ForeignKey(Destination, on_delete=models.PROTECT, related_name="exports")
     kind = models.CharField(max_length=2, choices=Kind.choices)
@@ -207,7 +209,11 @@ class Export(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["prediction", "destination", "kind", "revision"],
-                                               name="export_once_per_revision")]
+                                               name="export_once_per_revision"),
+                       models.UniqueConstraint(fields=["instance", "destination", "kind"],
+                                               condition=models.Q(prediction__isnull=True),
+                                               name="not_assessed_export_once")]
 
     def __str__(self):
-        return f"{self.get_kind_display()} of prediction {self.prediction_id} → {self.destination}"
+        about = f"prediction {self.prediction_id}" if self.prediction_id else f"instance {self.instance_id} (not assessed)"
+        return f"{self.get_kind_display()} of {about} → {self.destination}"

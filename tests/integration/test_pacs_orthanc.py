@@ -304,3 +304,12 @@ def test_dcmsend_hears_why_a_damaged_film_is_not_assessed(stack, orthanc, tmp_pa
                           str(listener_port), str(tmp_path / "damaged.dcm")], capture_output=True, text=True, timeout=60)
     said = out.stdout + out.stderr
     assert "0xb000: Warning" in said and "not assessed: its image could not be read or decoded" in said, said
+    # And the study's SR goes back to the PACS saying so, with the reason.
+    wait_until(lambda: stack.query(
+        "SELECT e.status FROM pacs_export e JOIN pacs_instance i ON i.id = e.instance_id "
+        "WHERE i.sop_instance_uid = %s AND e.prediction_id IS NULL", (dataset.SOPInstanceUID,)) == [("sent",)],
+        120, "the not-assessed SR to be sent", interval=0.5, explain=stack.explain)
+    found = orthanc.find("Instance", {"StudyInstanceUID": dataset.StudyInstanceUID, "Modality": "SR"}, expand=True)
+    assert len(found) == 1, found
+    content = orthanc.get(f"/instances/{found[0]['ID']}/simplified-tags")
+    assert "Not assessed: the image could not be read" in str(content)

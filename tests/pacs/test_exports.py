@@ -148,3 +148,33 @@ def test_the_capture_shows_the_map_only_as_evidence_and_always_says_the_result(a
     Prediction.objects.filter(pk=answered.pk).update(label="NORMAL", borderline=True)
     assert Prediction.objects.get(pk=answered.pk).shows_heatmap
     assert film.shape == plain.shape
+
+
+def test_a_film_that_could_not_be_read_gets_an_sr_that_says_it_was_not_assessed(sent):
+    from pacs.dicom_out import is_our_output
+
+    from .test_compressed import FILMS, renamed
+    from .test_listener import pydicom_fragments
+
+    damaged = renamed(next(path for path in FILMS if path.stem == "jpeg-lossless-sv1"))
+    damaged.PixelData = pydicom_fragments(damaged)
+    instance = receive(damaged, received_from="C-STORE from ORTHANC").instance
+    assert instance.outcome == "skipped" and instance.skip_reason.startswith("the image could not be read")
+    Destination.objects.create(name="pacs", kind="dicomweb", url="http://127.0.0.1:9/dicom-web")
+    assert exports.queue_exports() == 1
+    assert exports.queue_exports() == 0  # once
+    (export,) = Export.objects.all()
+    assert export.prediction is None and export.kind == "sr" and "not assessed" in str(export)
+    assert exports.send_due() == {"sent": 1, "retrying": 0, "failed": 0}
+    (sr,) = sent
+    assert is_our_output(sr) and sr.StudyInstanceUID == damaged.StudyInstanceUID
+    texts = [item.TextValue for item in walk(sr.ContentSequence) if item.ValueType == "TEXT"]
+    assert any(text.startswith("Not assessed: the image could not be read") for text in texts), texts
+    assert any("did not assess this image" in text for text in texts)
+    assert read_probability(sr) is None
+
+
+def walk(items):
+    for item in items or []:
+        yield item
+        yield from walk(item.get("ContentSequence", None))

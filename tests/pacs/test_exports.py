@@ -178,3 +178,12 @@ def walk(items):
     for item in items or []:
         yield item
         yield from walk(item.get("ContentSequence", None))
+
+
+def test_sent_at_is_the_sends_own_time_not_the_rounds(answered, sent):
+    exports.queue_exports()
+    round_started = timezone.now() - timezone.timedelta(minutes=5)  # a round that began a while ago
+    Export.objects.update(next_attempt_at=round_started)
+    assert exports.send_due(now=round_started)["sent"] == 2
+    for sent_at in Export.objects.values_list("sent_at", flat=True):
+        assert sent_at > round_started + timezone.timedelta(minutes=4)

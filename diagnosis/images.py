@@ -112,8 +112,12 @@ def study_fields(checked, *, age, view, date_of_birth=None):
         age = Decimal(str(dicom_age))
         notes.append(f"Age {age} years taken from the DICOM PatientAge.")
     elif age is None:
-        notes.append("No age: none typed, none in the file and no birth date on record. The most sensitive "
-                     "operating point is used; give the age for the point validated on the patient's population.")
+        # Never contradict the record: a birth date on record after the study day (one kept from before
+        # impossible dates were refused) is named, not denied.
+        why = (f"the birth date on record ({date_of_birth}) is after the study day ({study_day})" if date_of_birth
+               else "none typed, none in the file and no birth date on record")
+        notes.append(f"No age: {why}. The most sensitive operating point is used; give the age for the point "
+                     "validated on the patient's population.")
     elif dicom_age is not None and abs(float(age) - dicom_age) >= 0.5:
         notes.append(f"Age typed ({age} years) differs from the DICOM PatientAge ({dicom_age} years); "
                      "the typed age is used.")

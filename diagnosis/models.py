@@ -3,6 +3,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
@@ -15,6 +16,28 @@ AGE_MIN = Decimal(str(int(AGE_MIN_YEARS)))
 AGE_MAX = Decimal(str(int(AGE_MAX_YEARS)))
 
 
+OLDEST_BIRTH_YEARS = 130  # a birth date further back than this is a typing error (the oldest person lived 122 years)
+
+
+def birth_date_problem(value, today=None):
+    """Why a birth date cannot be a patient's ("" when it can): in the future, or more than 130 years ago."""
+    if value is None:
+        return ""
+    today = today or timezone.localdate()
+    if value > today:
+        return f"A birth date cannot be in the future ({value.isoformat()} is after {today.isoformat()})."
+    if value < today.replace(year=today.year - OLDEST_BIRTH_YEARS):
+        return f"A birth date more than {OLDEST_BIRTH_YEARS} years ago ({value.isoformat()}) is not possible: check it."
+    return ""
+
+
+def validate_birth_date(value):
+    """The one birth-date rule of pages, API and admin (a DICOM header's is noted instead: pacs/ingest.py)."""
+    problem = birth_date_problem(value)
+    if problem:
+        raise ValidationError(problem, code="impossible_birth_date")
+
+
 class Patient(models.Model):
     class Sex(models.TextChoices):
         FEMALE = "F", "Female"
@@ -25,7 +48,7 @@ class Patient(models.Model):
     mrn = models.CharField("MRN", max_length=64, help_text="Medical record number, unique per clinician.")
     name = models.CharField(max_length=200)
     sex = models.CharField(max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
-    date_of_birth = models.DateField(null=True, blank=True)
+    date_of_birth = models.DateField(null=True, blank=True, validators=[validate_birth_date])
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="patients")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

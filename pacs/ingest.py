@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from diagnosis.images import DICOM_VIEWS, check_upload, study_fields
 from diagnosis.integrity import sha256_hex
-from diagnosis.models import Patient, Study
+from diagnosis.models import Patient, Study, birth_date_problem
 from ml.dicom import parse_date
 
 from .dicom_out import is_our_output
@@ -120,6 +120,15 @@ def person_name(dataset):
     return " ".join(part for part in parts if part).strip() or str(name)
 
 
+def trusted_birth_date(dataset):
+    """(PatientBirthDate as a date, or None when missing or impossible; a note saying why it was not used)."""
+    value = parse_date(text(dataset, "PatientBirthDate"))
+    problem = birth_date_problem(value)
+    if problem:
+        return None, f"PatientBirthDate not used: {problem}"
+    return value, ""
+
+
 def patient_for(dataset):
     """The record of (IssuerOfPatientID, PatientID), created from the header on first sight."""
     issuer, patient_id = text(dataset, "IssuerOfPatientID")[:64], text(dataset, "PatientID")[:64]
@@ -134,7 +143,7 @@ def patient_for(dataset):
                 owner=pacs_account(), mrn=mrn,
                 defaults={"name": person_name(dataset)[:200],
                           "sex": sex if sex in Patient.Sex.values else Patient.Sex.UNKNOWN,
-                          "date_of_birth": parse_date(text(dataset, "PatientBirthDate"))})
+                          "date_of_birth": trusted_birth_date(dataset)[0]})
             PacsPatient.objects.create(issuer=issuer, dicom_patient_id=patient_id, patient=patient)
     except IntegrityError:  # another association created it first
         patient = PacsPatient.objects.select_related("patient").get(issuer=issuer, dicom_patient_id=patient_id).patient
@@ -158,9 +167,10 @@ def receive(dataset, *, received_from):
         except ValidationError as exc:
             reason = f"{UNREADABLE}: " + " ".join(exc.messages)
     if not reason:
-        date_of_birth = parse_date(text(dataset, "PatientBirthDate"))
+        date_of_birth, birth_note = trusted_birth_date(dataset)
         view = DICOM_VIEWS.get(text(dataset, "ViewPosition").upper(), Study.View.UNKNOWN)
         age, view, notes = study_fields(checked, age=None, view=view, date_of_birth=date_of_birth)
+        notes = [birth_note, *notes] if birth_note else notes
     if reason:
         log.info("Skipped DICOM instance %s from %s: %s", sop_uid, received_from, reason)
 

@@ -1,10 +1,16 @@
 """Query filters of the API. Every filter is strict: a value it does not know is a 400, never ignored."""
 
 import django_filters
+from drf_spectacular.utils import extend_schema_field
 
 from core.filters import BOOLEAN_CHOICES, StrictFilterSet, UtcDateTimeFilter
 
 from ..models import Prediction, Study
+
+
+@extend_schema_field({"type": "string", "enum": ["true", "false"]})
+class StrictBooleanChoiceFilter(django_filters.ChoiceFilter):
+    """"true" or "false", nothing else; declared as that string in the schema, whatever the model field's type."""
 
 
 class PredictionFilter(StrictFilterSet):
@@ -19,8 +25,10 @@ class PredictionFilter(StrictFilterSet):
     queued_before = UtcDateTimeFilter(field_name="queued_at", lookup_expr="lt")
     date = django_filters.DateFilter(field_name="queued_at", lookup_expr="date")
     reviewed = django_filters.ChoiceFilter(choices=BOOLEAN_CHOICES, method="filter_reviewed")
-    # The random review sample (drawn at upload): ?review_sample=true&reviewed=false is that queue.
-    review_sample = django_filters.ChoiceFilter(choices=BOOLEAN_CHOICES, method="filter_review_sample")
+    # The random review sample (drawn at upload): ?review_sample=true&reviewed=false is that queue. Strict
+    # like ``reviewed`` (anything but true/false is a 400); the schema says string, not the model field's
+    # boolean (schemathesis caught an enum of strings declared as a boolean).
+    review_sample = StrictBooleanChoiceFilter(choices=BOOLEAN_CHOICES, method="filter_review_sample")
 
     class Meta:
         model = Prediction

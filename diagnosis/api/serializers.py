@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer,
 from rest_framework import serializers
 
 from ..images import check_each, check_upload, study_fields
-from ..models import AGE_MAX, AGE_MIN, Patient, Prediction, Report, Study
+from ..models import AGE_MAX, AGE_MIN, Patient, Prediction, Report, Study, validate_birth_date
 from ..permissions import writable_patients
 from ..services import clean_mrn, identity_conflict, review_errors, submit_studies, submit_study
 from .exceptions import Conflict
@@ -215,7 +215,7 @@ class PredictRequestSerializer(serializers.Serializer):
     patient_mrn = StrictCharField(max_length=64, required=False, help_text="Creates or reuses the patient with this MRN.")
     patient_name = StrictCharField(max_length=200, required=False)
     patient_sex = serializers.ChoiceField(choices=Patient.Sex.choices, required=False)
-    patient_date_of_birth = serializers.DateField(required=False)
+    patient_date_of_birth = serializers.DateField(required=False, validators=[validate_birth_date])
     view = serializers.ChoiceField(choices=Study.View.choices, default=Study.View.PA)
     notes = StrictCharField(required=False, allow_blank=True, default="")
 

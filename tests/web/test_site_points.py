@@ -371,3 +371,10 @@ def test_page_api_pdf_fhir_and_sr_say_whose_point_labelled_it(reviewer, monkeypa
     assert f"site operating point of {point.active_from.date().isoformat()}".encode() in report.pdf.read()
     assert said in json.dumps(report.fhir)
     assert result_of(prediction).operating_point == said
+
+
+def test_the_api_refuses_a_review_sample_filter_that_is_not_a_boolean(reviewer):
+    from ..base import api_client_for
+
+    response = api_client_for(reviewer).get("/api/predictions/?review_sample=2")
+    assert response.status_code == 400 and "review_sample" in response.json()

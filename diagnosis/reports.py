@@ -170,12 +170,13 @@ def current_report(prediction):
 
 
 def overlay_image(prediction):
-    """PNG bytes of the X-ray with the combined heatmap over it (the X-ray alone for a refused input)."""
+    """PNG bytes of the X-ray with the combined heatmap over it where the map stands for evidence of pneumonia
+    (``Prediction.shows_heatmap``: the page's and the DICOM capture's rule); else the X-ray alone."""
     with open_verified(prediction.study, "image") as fh:
         xray = decode_image(fh, max_pixels=10**9, min_side=1)
     xray.thumbnail((640, 640))
     picture = xray.convert("RGBA")
-    if prediction.heatmap:
+    if prediction.shows_heatmap:
         with open_verified(prediction, "heatmap") as fh:
             heat = Image.open(fh).convert("RGBA").resize(picture.size, Image.Resampling.BILINEAR)
         picture = Image.alpha_composite(picture, heat)

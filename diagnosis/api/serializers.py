@@ -114,6 +114,10 @@ class PredictionSerializer(serializers.ModelSerializer):
                                   "without a label.")
     site_point = serializers.IntegerField(source="site_point_id", read_only=True, allow_null=True,
                                           help_text="The site operating point's id; null: the model card's point.")
+    heatmap_is_evidence = serializers.BooleanField(
+        source="shows_heatmap", read_only=True,
+        help_text="Whether the heatmap stands for evidence of pneumonia (a PNEUMONIA or borderline result) and is "
+                  "shown by default; a NORMAL result's map shows evidence for NORMAL and is not shown unless asked.")
     model = ModelVersionSerializer(source="*", read_only=True)
     review = serializers.SerializerMethodField()
     heatmap = serializers.SerializerMethodField()
@@ -132,7 +136,7 @@ class PredictionSerializer(serializers.ModelSerializer):
         fields = [
             "id", "url", "page_url", "status", "label", "probability", "confidence", "threshold", "borderline",
             "population", "operating_point", "site_point", "review_sample",
-            "ood", "ood_reason", "warnings", "subtype", "heatmap", "heatmaps", "report", "fhir", "model", "queued_at",
+            "ood", "ood_reason", "warnings", "subtype", "heatmap", "heatmaps", "heatmap_is_evidence", "report", "fhir", "model", "queued_at",
             "started_at", "finished_at", "error", "patient", "study", "review",
         ]
         read_only_fields = fields

@@ -1,5 +1,7 @@
 // Heatmap overlay on the result page: show/hide, opacity, and which branch's map.
-// window.pneumowebShowHeatmap() is called by prediction-poll.js when a result arrives.
+// window.pneumowebShowHeatmap(isEvidence, label) is called by prediction-poll.js when a result arrives.
+// The map is shown at once only where it stands for evidence of pneumonia (a PNEUMONIA or borderline
+// result: Prediction.shows_heatmap); a NORMAL result's map waits for "Show", captioned as evidence for NORMAL.
 (function () {
   var map = document.getElementById("heatmap");
   var controls = document.getElementById("heatmap-controls");
@@ -17,9 +19,12 @@
   toggle.addEventListener("change", apply);
   opacity.addEventListener("input", apply);
   branch.addEventListener("change", function () { map.src = source(); });
-  window.pneumowebShowHeatmap = function () {
+  var caption = document.getElementById("heatmap-caption");
+  window.pneumowebShowHeatmap = function (isEvidence, label) {
     map.src = source();
     controls.hidden = false;
+    toggle.checked = !!isEvidence;
+    if (caption) caption.hidden = !!isEvidence || label !== "NORMAL";
     apply();
   };
   if (!controls.hidden) apply();

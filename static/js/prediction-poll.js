@@ -68,7 +68,7 @@
         set("subtype-auc", typeof v.auc === "number"
           ? v.auc.toFixed(3) + (v.ci95 ? " [" + v.ci95[0].toFixed(3) + ", " + v.ci95[1].toFixed(3) + "]" : "") : "—");
       }
-      if (p.heatmap && window.pneumowebShowHeatmap) window.pneumowebShowHeatmap();
+      if (p.heatmap && window.pneumowebShowHeatmap) window.pneumowebShowHeatmap(p.heatmap_is_evidence, p.label);
     }
     if (p.status === "failed") set("error", p.error || "");
     show("report-links", p.status === "succeeded" || p.status === "rejected");

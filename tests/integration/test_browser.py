@@ -146,8 +146,19 @@ def test_it_uploads_an_xray_and_shows_the_result_without_a_reload(stack, page, t
     # Half a year is younger than any population the model was validated on: the verdict is shown, marked.
     expect(page.locator("[data-testid=intended-use-warnings]")).to_contain_text("outside the ages")
 
-    # The heatmap arrives with the result, over the X-ray, and its controls work.
+    # The heatmap arrives with the result, over the X-ray, and its controls work. It shows at once only
+    # where it stands for evidence of pneumonia (PNEUMONIA or borderline); a NORMAL result's map waits for
+    # "Show" and is captioned as evidence for NORMAL.
     heatmap = page.locator("[data-testid=heatmap]")
+    caption = page.locator("[data-testid=heatmap-normal-caption]")
+    expect(page.locator("[data-testid=heatmap-scale]")).to_be_visible()
+    if api["heatmap_is_evidence"]:
+        expect(caption).to_be_hidden()
+    else:
+        assert api["label"] == "NORMAL" and not api["borderline"]
+        expect(heatmap).to_be_hidden()
+        expect(caption).to_be_visible()
+        page.check("[data-testid=heatmap-toggle]")
     expect(heatmap).to_be_visible()
     wait_for_js(page, "document.getElementById('heatmap').complete "
                            "&& document.getElementById('heatmap').naturalWidth > 0")

@@ -2,8 +2,10 @@
 // in place (no reload). The page carries the API address in #result[data-api-url].
 (function () {
   // The probability bar's width comes from a data attribute: the CSP allows no inline style.
-  var initialBar = document.getElementById("probability-bar");
-  if (initialBar && initialBar.getAttribute("data-width")) initialBar.style.width = initialBar.getAttribute("data-width");
+  ["probability-bar", "threshold-bar"].forEach(function (id) {
+    var bar = document.getElementById(id);
+    if (bar && bar.getAttribute("data-width")) bar.style.width = bar.getAttribute("data-width");
+  });
   var result = document.getElementById("result");
   if (!result) return;
   var url = result.getAttribute("data-api-url");
@@ -14,7 +16,6 @@
   function byId(id) { return document.getElementById(id); }
   function set(id, text) { var el = byId(id); if (el) el.textContent = text; }
   function show(id, visible) { var el = byId(id); if (el) el.hidden = !visible; }
-  function num(value, digits) { return typeof value === "number" ? value.toFixed(digits) : "—"; }
   function pct(value) { return typeof value === "number" ? (value * 100).toFixed(1) + "%" : "—"; }
   function fillList(id, texts) {
     var list = byId(id);
@@ -54,8 +55,10 @@
       show("borderline", !!p.borderline);
       var bar = byId("probability-bar");
       if (bar) bar.style.width = (typeof p.probability === "number" ? (p.probability * 100).toFixed(0) : "0") + "%";
-      set("probability", num(p.probability, 4));
-      set("threshold", num(p.threshold, 4));
+      // One format for every probability on the page: a percentage with one decimal (the threshold too).
+      set("threshold", pct(p.threshold));
+      var mark = byId("threshold-bar");
+      if (mark) mark.style.width = typeof p.threshold === "number" ? (p.threshold * 100).toFixed(1) + "%" : "0%";
       set("population", p.population || "");
       set("model", (model.name || "") + "@" + (model.weights_sha256 || "").slice(0, 12));
       fillList("warnings", p.warnings);

@@ -53,7 +53,8 @@ def test_it_shows_a_succeeded_result(logged_in, patient):
     assert 'data-testid="prediction-probability" id="probability-percent">91.0%<' in html
     assert 'id="probability-bar" data-width="91%"' in html  # sized by the page script: the CSP allows no inline style
     assert "Confidence" not in html  # a P(label) reads as certainty where the threshold is low
-    assert 'id="probability">0.9100<' in html and 'id="threshold">0.5000<' in html
+    assert 'id="threshold">50.0%<' in html and 'id="threshold-bar" data-testid="threshold-mark" data-width="50.0%"' in html
+    assert 'id="probability"' not in html  # one number, one format: P(pneumonia) once, as a percentage
     assert 'id="model">compact-test@abababababab<' in html
     assert f'src="{reverse("study_image", args=[prediction.study_id])}"' in html
     assert f'href="{reverse("patient_detail", args=[patient.pk])}"' in html and patient.mrn in html
@@ -111,7 +112,7 @@ def test_it_shows_p_pneumonia_not_a_confidence_for_a_normal_label(logged_in, pat
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, label="NORMAL", probability=0.127)
     html = logged_in.get(url(prediction)).content.decode()
     assert ">NORMAL<" in html and 'id="probability-percent">12.7%<' in html and 'data-width="13%"' in html
-    assert 'id="probability">0.1270<' in html and "87.3%" not in html
+    assert "0.1270" not in html and "87.3%" not in html
 
 
 def test_it_flags_a_borderline_result_and_explains_the_threshold(logged_in, patient):
@@ -119,7 +120,8 @@ def test_it_flags_a_borderline_result_and_explains_the_threshold(logged_in, pati
                                    threshold=0.1848, population="adult", borderline=True)
     html = logged_in.get(url(prediction)).content.decode()
     assert 'data-testid="prediction-borderline" >borderline — review<' in html
-    assert 'id="threshold">0.1848</span> for <span id="population" data-testid="prediction-population">adult</span>' in html
+    assert ('id="threshold">18.5%</span> (the line on the bar) for <span id="population" '
+            'data-testid="prediction-population">adult</span>') in html
     assert "results at or above it are flagged PNEUMONIA" in html and "18.5%" in html
     calm = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
     assert 'data-testid="prediction-borderline" hidden>' in logged_in.get(url(calm)).content.decode()
@@ -295,7 +297,7 @@ def test_it_fills_in_the_result_without_a_reload(logged_in, patient):
     assert els["label"]["text"] == "NORMAL" and els["label"]["className"] == "label-normal"
     assert els["probability-percent"]["text"] == "12.7%" and els["probability-bar"]["width"] == "13%"
     assert els["borderline"]["hidden"] is True
-    assert els["probability"]["text"] == "0.1270" and els["threshold"]["text"] == "0.5000"
+    assert els["threshold"]["text"] == "50.0%" and els["threshold-bar"]["width"] == "50.0%"
     assert els["model"]["text"] == "compact-v1@cdcdcdcdcdcd"
     # One time format: the server's HH:MM:SS, as the page rendered it, never the browser's "7:14:22 PM".
     assert re.fullmatch(r"\d\d:\d\d:\d\d / \d\d:\d\d:\d\d / \d\d:\d\d:\d\d", els["timings"]["text"]), els["timings"]

@@ -67,10 +67,11 @@ def trend_svg(points, title):
            f'<title id="trend-title">{escape(title)}</title>',
            f'<desc id="trend-desc">P(pneumonia) of {len(points)} finished studies in time order, '
            'with the screening threshold of each.</desc>']
+    # Text is sized for a phone: the drawing scales down to ~350 px there, so 15 units read as ~8 px.
     for tick in (0, 0.25, 0.5, 0.75, 1):
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#e2e8f0"/>'
-                   f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" font-size="11" text-anchor="end" fill="#475569">'
-                   f'{tick:.2f}</text>')
+                   f'<text x="{left - 6}" y="{y(tick) + 5:.1f}" font-size="15" text-anchor="end" fill="#475569">'
+                   f'{tick:.0%}</text>')
     if not points:
         out.append(f'<text x="{width / 2}" y="{top + plot_h / 2}" text-anchor="middle" font-size="14" '
                    'fill="#475569">No finished prediction yet</text>')
@@ -80,16 +81,22 @@ def trend_svg(points, title):
         out.append(f'<polyline points="{threshold}" fill="none" stroke="#334155" stroke-dasharray="5 4"/>')
         line = " ".join(f"{x(i):.1f},{y(p):.1f}" for i, (_, p, _, _) in enumerate(points))
         out.append(f'<polyline points="{line}" fill="none" stroke="#c2410c" stroke-width="2"/>')
-        every = max(1, len(points) // 8)  # at most ~8 date labels: they never overlap
+        every = max(1, -(-len(points) // 5))  # at most 5 labels at this size: they never overlap
+        days = [moment.date() for moment, _, _, _ in points]
         for i, (moment, probability, threshold_i, label) in enumerate(points):
             colour = "#b91c1c" if label == "PNEUMONIA" else "#15803d"
-            tip = f"{moment:%Y-%m-%d %H:%M} · P(pneumonia) {probability:.3f} · {label} (threshold {threshold_i:.3f})"
-            out.append(f'<circle cx="{x(i):.1f}" cy="{y(probability):.1f}" r="5" fill="{colour}">'
-                       f"<title>{escape(tip)}</title></circle>")
+            tip = f"{moment:%Y-%m-%d %H:%M} · P(pneumonia) {probability:.1%} · {label} (threshold {threshold_i:.1%})"
+            out.append(f'<circle cx="{x(i):.1f}" cy="{y(probability):.1f}" r="9" fill="{colour}">'
+                       f"<title>{escape(tip)}</title></circle>"
+                       # The marker the caption promises: P (PNEUMONIA) or N (NORMAL), in the dot.
+                       f'<text x="{x(i):.1f}" y="{y(probability) + 4.5:.1f}" font-size="12" font-weight="700" '
+                       f'text-anchor="middle" fill="#fff" aria-hidden="true">{"P" if label == "PNEUMONIA" else "N"}</text>')
             if i % every == 0:
-                out.append(f'<text x="{x(i):.1f}" y="{height - bottom + 16}" font-size="11" text-anchor="middle" '
-                           f'fill="#475569">{moment:%Y-%m-%d}</text>')
-    out.append(f'<text x="{left}" y="{top - 10}" font-size="12" fill="#c2410c">— P(pneumonia)</text>'
-               f'<text x="{left + 120}" y="{top - 10}" font-size="12" fill="#334155">- - screening threshold</text>')
+                # A day with several studies shows the time: "2026-12-07" three times says nothing.
+                text = f"{moment:%m-%d %H:%M}" if days.count(days[i]) > 1 else f"{moment:%Y-%m-%d}"
+                out.append(f'<text x="{x(i):.1f}" y="{height - bottom + 20}" font-size="15" text-anchor="middle" '
+                           f'fill="#475569">{text}</text>')
+    out.append(f'<text x="{left}" y="{top - 10}" font-size="15" fill="#c2410c">— P(pneumonia)</text>'
+               f'<text x="{left + 150}" y="{top - 10}" font-size="15" fill="#334155">- - screening threshold</text>')
     out.append("</svg>")
     return "".join(out)

@@ -342,3 +342,46 @@ def test_the_patient_trend_fits_a_phone(stack, phone):
     box = phone.locator("svg[data-testid=patient-trend]").bounding_box()
     assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["width"] > 250, box
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+# --- every page fits its window, with long names, file names and comments (issue 29 §4) ----------------
+
+LONG_NAME = "Wolfeschlegelsteinhausenbergerdorff" * 6  # 210 characters without a space: cut to 200 by the record
+SIZES = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+
+@pytest.fixture(scope="module")
+def long_record(stack, tmp_path_factory):
+    """A patient with a 200-character unbroken name, a film with a 240-character file name, a long review."""
+    film = tmp_path_factory.mktemp("long") / ("f" * 235 + ".jpeg")
+    film.write_bytes(FIXTURE_XRAY.read_bytes())
+    alice = stack.api_session("alice")
+    response = stack.submit_xray(alice, film, age="40", patient_mrn="LONG-" + "9" * 50,
+                                 patient_name=LONG_NAME[:200])
+    assert response.status_code == 202, response.text
+    body = stack.wait_for_prediction(alice, response.headers["Location"])
+    review = stack.api_session("rita").post(stack.url(f"/api/predictions/{body['id']}/review/"), timeout=30, json={
+        "verdict": "disagree", "corrected_label": "NORMAL" if body.get("label") == "PNEUMONIA" else "PNEUMONIA",
+        "comment": "Consolidation" + "-" * 1500})
+    assert review.status_code == 200, review.text
+    return body
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_every_page_fits_its_window_with_long_names_and_comments(stack, browser, long_record, size):
+    context = browser.new_context(viewport=SIZES[size])
+    try:
+        for user, paths in (("alice", ["/", "/patients/", f"/patients/{long_record['patient']}/",
+                                       f"/predictions/{long_record['id']}/", "/upload/"]),
+                            ("rita", ["/review/", f"/predictions/{long_record['id']}/", "/monitoring/",
+                                      "/monitoring/site-points/"])):
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            stack.log_in(page, user)
+            for path in paths:
+                page.goto(stack.url(path))
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= SIZES[size]["width"], f"{user} {path} at {size}: {width} px wide"
+            page.close()
+    finally:
+        context.close()

@@ -42,7 +42,7 @@ def test_the_patient_page_shows_the_history_as_a_trend(logged_in, patient):
         PredictionFactory(study=StudyFactory(patient=patient), succeeded=True, probability=probability)
     html = logged_in.get(reverse("patient_detail", args=[patient.pk])).content.decode()
     assert '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 640 260" role="img"' in html
-    assert html.count("<circle ") == 2 and "P(pneumonia) 0.200" in html and "P(pneumonia) 0.700" in html
+    assert html.count("<circle ") == 2 and "P(pneumonia) 20.0%" in html and "P(pneumonia) 70.0%" in html
     trend = logged_in.get(reverse("patient_trend", args=[patient.pk]))
     assert trend.status_code == 200 and trend["Content-Type"] == "image/svg+xml"
     svg = ElementTree.fromstring(trend.content)
@@ -59,6 +59,9 @@ def test_the_trend_spaces_studies_of_one_minute_apart_and_escapes_names(logged_i
     svg = ElementTree.fromstring(logged_in.get(reverse("patient_trend", args=[patient.pk])).content)
     xs = [float(c.get("cx")) for c in svg.iter("{http://www.w3.org/2000/svg}circle")]
     assert len(xs) == 3 and xs == sorted(xs) and len(set(xs)) == 3  # same minute: still side by side, in order
+    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert f"{timezone.localtime(moment):%m-%d %H:%M}" in texts  # same day: the time, not the date thrice
+    assert texts.count("N") + texts.count("P") == 3  # the N/P markers the caption promises
     assert "<script>" not in logged_in.get(reverse("patient_detail", args=[patient.pk])).content.decode()
 
 

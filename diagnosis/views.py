@@ -116,9 +116,16 @@ def upload_results(request, key):
     if batch is None:
         raise Http404("These upload results are no longer available; the studies are in the patient's history.")
     patient = get_object_or_404(writable_patients(request.user), pk=batch["patient"])
-    predictions = visible_predictions(request.user).filter(pk__in=batch["predictions"]).order_by("pk")
+    predictions = list(visible_predictions(request.user).filter(pk__in=batch["predictions"])
+                       .select_related("study").order_by("pk"))
+    # Three groups, each with its reason: assessed, refused by the model's checks (or failed), and still
+    # running (the page reloads itself as they finish: static/js/batch-poll.js); refused at upload is the batch's.
+    groups = {"assessed": [p for p in predictions if p.status == Prediction.Status.SUCCEEDED],
+              "refused": [p for p in predictions if p.status in (Prediction.Status.REJECTED, Prediction.Status.FAILED,
+                                                                  Prediction.Status.CANCELLED)],
+              "running": [p for p in predictions if not p.is_finished]}
     return render(request, "diagnosis/upload_results.html",
-                  {"patient": patient, "predictions": predictions, "refused": batch["refused"]})
+                  {"patient": patient, "predictions": predictions, "groups": groups, "refused": batch["refused"]})
 
 
 @login_required

@@ -206,6 +206,8 @@ class Stack:
             [
                 sys.executable, "-m", "gunicorn", "pneumoweb.wsgi",
                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.web_workers), "--timeout", "60",
+                # as bin/run: threads, so an idle browser socket holds no worker (see bin/run)
+                "--worker-class", "gthread", "--threads", "4",
                 "--access-logfile", "-",
             ],
         )

@@ -385,3 +385,29 @@ def test_every_page_fits_its_window_with_long_names_and_comments(stack, browser,
             page.close()
     finally:
         context.close()
+
+
+def test_the_batch_page_updates_itself_and_groups_each_result_with_its_reason(stack, page, tmp_path):
+    import skimage.data
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    created = stack.api_session("alice").post(stack.url("/api/patients/"), timeout=30,
+                                              json={"mrn": f"MRN-BATCH-{uuid.uuid4().hex[:6]}", "name": "Batch Patient"})
+    assert created.status_code == 201, created.text
+    stack.log_in(page, "alice")
+    page.goto(stack.url(f"/upload/?patient={created.json()['id']}"))
+    page.fill("#id_age", "40")
+    page.set_input_files("#id_image", [str(FIXTURE_XRAY), str(photo)])
+    with stack.paused_worker():  # the page is shown while both are still queued
+        page.click("[data-testid=upload-submit]")
+        page.wait_for_url(re.compile(r"/upload/results/"))
+        expect(page.locator("[data-testid=upload-running]")).to_be_visible()
+    # Without any action of ours the page regroups as the results arrive.
+    expect(page.locator("[data-testid=upload-running]")).to_have_count(0, timeout=120_000)
+    expect(page.locator("[data-testid=upload-accepted]")).to_contain_text("pneumonia-1.jpeg")
+    expect(page.locator("[data-testid=upload-model-refused]")).to_contain_text("astronaut.png")
+    refused = page.locator("[data-testid=upload-model-refused]").inner_text()
+    assert "not a chest X-ray the model was validated on —" in refused and len(refused.split("—", 1)[1].strip()) > 10

@@ -321,7 +321,10 @@ def test_it_uploads_several_xrays_at_once_each_its_own_study(logged_in, patient,
         xray_upload("pneumonia-1.jpeg")]})
     assert response.status_code == 302  # Post/Redirect/Get: the results page can be reloaded safely
     html = logged_in.get(response["Location"]).content.decode()
-    assert 'data-testid="upload-accepted"' in html and "bad.jpg" in html and "File is not a JPEG" in html
+    assert 'data-testid="upload-refused"' in html and "bad.jpg" in html and "File is not a JPEG" in html
+    groups = {"succeeded": "upload-accepted", "queued": "upload-running", "running": "upload-running"}
+    for prediction in Prediction.objects.all():
+        assert f'data-testid="{groups.get(prediction.status, "upload-model-refused")}"' in html
     assert Study.objects.filter(patient=patient).count() == 2
     for prediction in Prediction.objects.all():
         assert prediction.get_absolute_url() in html
@@ -390,3 +393,26 @@ def test_it_accepts_a_study_with_no_age_at_all_and_says_so(logged_in, patient, x
     assert study.age_years is None and "No age" in study.source_notes[0]
     page = logged_in.get(reverse("prediction_detail", args=[study.predictions.get().pk])).content.decode()
     assert "<dd>unknown</dd>" in page
+
+
+def test_the_batch_page_groups_results_with_their_reasons_and_polls_while_any_runs(logged_in, clinician, patient):
+    from ..factories import PredictionFactory, StudyFactory
+
+    done = PredictionFactory(study=StudyFactory(patient=patient, original_filename="clear.jpeg"), succeeded=True,
+                             label="PNEUMONIA", probability=0.91, threshold=0.23, borderline=True)
+    photo = PredictionFactory(study=StudyFactory(patient=patient, original_filename="astronaut.png"), rejected=True,
+                              ood_reason="a colour photograph, not a radiograph")
+    waiting = PredictionFactory(study=StudyFactory(patient=patient, original_filename="later.jpeg"))
+    session = logged_in.session
+    session["upload_batches"] = {"k1": {"patient": patient.pk, "predictions": [done.pk, photo.pk, waiting.pk],
+                                        "refused": [["notes.txt", ["File is not an image."]]]}}
+    session.save()
+    html = logged_in.get("/upload/results/k1/").content.decode()
+    assessed = html.split('data-testid="upload-accepted"')[1].split("</section>")[0]
+    assert "clear.jpeg" in assessed and "PNEUMONIA" in assessed and "91.0%" in assessed and "borderline" in assessed
+    refused = html.split('data-testid="upload-model-refused"')[1].split("</section>")[0]
+    assert "astronaut.png" in refused and "a colour photograph, not a radiograph" in refused
+    running = html.split('data-testid="upload-running"')[1].split("</section>")[0]
+    assert "later.jpeg" in running and f"/api/predictions/{waiting.pk}/" in running
+    assert f"/api/predictions/{done.pk}/" not in running
+    assert "notes.txt" in html.split('data-testid="upload-refused"')[1] and "js/batch-poll.js" in html

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from accounts.lockout import record_wrong_code
 from accounts.second_factor import has_second_factor, must_use_second_factor, verify_code
+from audit.trail import record_access
 from core.throttling import AtomicScopedRateThrottle
 
 from .sender_tokens import token_lifetime_for
@@ -88,6 +89,8 @@ class ObtainToken(APIView):
             return refusal
         # A PACS sender's token lasts its own lifetime (accounts/sender_tokens.py), a person's the week.
         instance, token = AuthToken.objects.create(user=user, expiry=token_lifetime_for(user) or knox_settings.TOKEN_TTL)
+        # No session, so no user_logged_in: the trail is told here (a failed one goes through axes' signal).
+        record_access(request._request, "signed in", user, what="for an API token")
         return Response({"token": token, "expiry": instance.expiry})
 
 

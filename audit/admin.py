@@ -27,11 +27,34 @@ class AuditedCsvExport(CsvExportMixin):
 
 
 def audit_what(entry):
-    """view / download report PDF / export … for an access, else the change (create, update, delete)."""
+    """view / download report PDF / signed in / sign-in failed … for an access; "review: agree" for a change
+    that records a reviewer's verdict; else the change (create, update, delete)."""
     data = entry.additional_data or {}
     if entry.action == LogEntry.Action.ACCESS:
         return " ".join(str(part) for part in (data.get("action", "access"), data.get("what", "")) if part)
+    verdict = (entry.changes_dict or {}).get("review_verdict")
+    if entry.action == LogEntry.Action.UPDATE and verdict and verdict[-1] not in ("", "None", None):
+        return f"review: {verdict[-1]}"
     return entry.get_action_display()
+
+
+class WhatFilter(admin.SimpleListFilter):
+    """The kinds of entry an administrator looks for, by their own names."""
+
+    title = "what"
+    parameter_name = "what"
+    ACCESSES = ("signed in", "sign-in failed", "signed out", "sign out", "view", "download", "export",
+                "integrity failure")
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in self.ACCESSES] + [("review", "review")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "review":
+            return queryset.filter(action=LogEntry.Action.UPDATE, changes__has_key="review_verdict")
+        if self.value() in self.ACCESSES:
+            return queryset.filter(action=LogEntry.Action.ACCESS, additional_data__action=self.value())
+        return queryset
 
 
 @admin.register(LogEntry)
@@ -42,7 +65,7 @@ class AuditTrailAdmin(AuditedCsvExport, LogEntryAdmin):
     """
 
     list_display = ["created", "actor", "action", "what", "resource_url", "remote_addr"]
-    list_filter = ["action", "content_type", "timestamp", ("actor", admin.RelatedOnlyFieldListFilter)]
+    list_filter = [WhatFilter, "action", "content_type", "timestamp", ("actor", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["object_repr", "actor__username", "remote_addr"]
     change_list_template = "admin/audit/audit_change_list.html"
     csv_name = "audit-trail"

@@ -62,7 +62,7 @@ def test_it_says_which_personal_field_changed_without_its_value(patient):
 
 def test_it_names_accesses_by_pseudonym_too(logged_in, patient):
     logged_in.get(reverse("patient_detail", args=[patient.pk]))
-    entry = LogEntry.objects.get(action=LogEntry.Action.ACCESS)
+    entry = LogEntry.objects.get(action=LogEntry.Action.ACCESS, content_type__model="patient")
     assert entry.object_repr == f"Patient {patient_pseudonym(patient.pk)}"
 
 

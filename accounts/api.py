@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.lockout import record_wrong_code
-from accounts.second_factor import has_second_factor, must_use_second_factor, verify_code
+from accounts.second_factor import has_second_factor, must_use_second_factor, verify_code, wrong_code_message
 from audit.trail import record_access
 from core.throttling import AtomicScopedRateThrottle
 
@@ -102,7 +102,7 @@ def second_factor_refusal(request, user, code):
         if verify_code(user, code) is None:
             # On Django's request, where axes' middleware looks: the failure that locks answers 429.
             record_wrong_code(request._request, user.get_username())
-            return refused(OTP_INVALID, status.HTTP_400_BAD_REQUEST)
+            return refused((wrong_code_message(user, OTP_INVALID[0]), OTP_INVALID[1]), status.HTTP_400_BAD_REQUEST)
         return None
     if must_use_second_factor(user):
         return refused(OTP_ENROLMENT_REQUIRED, status.HTTP_403_FORBIDDEN)

@@ -16,10 +16,12 @@ and a TOTP code is accepted once: the next must be from a later 30-second step.
 """
 
 from base64 import b32encode
+from math import ceil
 
 import segno
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -148,3 +150,20 @@ def verify_code(user, code):
             if device.verify_token(code):
                 return device
     return None
+
+
+def wrong_code_message(user, message):
+    """``message``, and when a next code will be checked if the app's device is throttled after wrong codes.
+
+    django-otp refuses every code, the right one too, for 2^(failures−1) seconds after a wrong one: a
+    correct code typed a second later read as "wrong" (issue 29). Now the person is told to wait.
+    """
+    wait = 0
+    for device in TOTPDevice.objects.devices_for_user(user, confirmed=True):
+        allowed, details = device.verify_is_allowed()
+        locked_until = (details or {}).get("locked_until")
+        if not allowed and locked_until:
+            wait = max(wait, (locked_until - timezone.now()).total_seconds())
+    if wait <= 0:
+        return message
+    return f"{message} After a wrong code the next is checked only after a pause: try again in {ceil(wait)} s."

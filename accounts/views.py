@@ -41,6 +41,7 @@ from .second_factor import (
     remove_second_factor,
     secret_of,
     verify_code,
+    wrong_code_message,
 )
 
 WRONG_CODE = "That code is wrong, expired or already used."
@@ -87,7 +88,7 @@ def code_step(request):
                 otp_login(request, device)
                 return redirect(next_url)
             record_wrong_code(request, user.get_username())  # axes' middleware answers 429 once it locks
-            form.add_error("otp_token", WRONG_CODE)
+            form.add_error("otp_token", wrong_code_message(user, WRONG_CODE))
     return render(request, "accounts/code_step.html",
                   {"form": form, "username": user.get_username(), "next": next_url})
 
@@ -163,7 +164,7 @@ def second_factor(request):
                     messages.success(request, "Your second factor is off: you sign in with your password alone.")
                     return redirect("second_factor")
                 record_wrong_code(request, user.get_username())
-                form.add_error("otp_token", WRONG_CODE)
+                form.add_error("otp_token", wrong_code_message(user, WRONG_CODE))
     return render(request, "accounts/second_factor.html", {
         "device": device, "required": required, "form": form,
         "codes_left": recovery_codes_left(user) if device else 0,

@@ -368,3 +368,16 @@ def test_it_hides_the_subtype_when_none_was_given(logged_in, patient):
     prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
     html = logged_in.get(url(prediction)).content.decode()
     assert 'data-testid="prediction-subtype" hidden' in html
+
+
+def test_the_fhir_report_is_a_download_with_a_file_name(logged_in, patient):
+    prediction = PredictionFactory(study=StudyFactory(patient=patient), succeeded=True)
+    html = logged_in.get(url(prediction)).content.decode()
+    assert f'download="pneumoweb-prediction-{prediction.pk}-fhir.json"' in html
+
+
+def test_the_header_names_an_administrator_as_one(patient):
+    from ..base import make_admin, signed_in_client
+
+    html = signed_in_client(make_admin("head-admin")).get("/").content.decode()
+    assert "head-admin · administrator" in html and "head-admin · reviewer" not in html

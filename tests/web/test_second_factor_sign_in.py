@@ -1,5 +1,7 @@
 """Signing in with a second factor: the password (/accounts/login/), then a one-time code (/accounts/code/)."""
 
+import re
+
 import pytest
 from django.urls import reverse
 from django_otp import DEVICE_ID_SESSION_KEY
@@ -129,3 +131,16 @@ def test_it_forgets_a_half_sign_in_whose_password_changed_since(client, reviewer
     response = client.post(CODE, {"otp_token": totp_code(device)})
     assert response.status_code == 302 and response["Location"] == LOGIN
     assert "_auth_user_id" not in client.session
+
+
+def test_a_right_code_just_after_a_wrong_one_says_when_to_try_again(client, reviewer, device):
+    # django-otp checks no code for a moment after a wrong one: the person is told, not told "wrong" again.
+    password_step(client, reviewer)
+    wrong = f"{(int(totp_code(device)) + 1) % 1_000_000:06d}"
+    first = client.post(CODE, {"otp_token": wrong}).content.decode()
+    assert "try again in" in first  # the pause after a wrong code is said at once
+    second = client.post(CODE, {"otp_token": totp_code(device)})
+    body = second.content.decode()
+    assert second.status_code == 200 and re.search(r"try again in [12] s", body)
+    device.throttle_reset()
+    assert client.post(CODE, {"otp_token": totp_code(device)}).status_code == 302

@@ -35,7 +35,8 @@ def worklist_order(queryset):
 @login_required
 def dashboard(request):
     predictions = worklist_order(visible_predictions(request.user))[:50]
-    return render(request, "diagnosis/dashboard.html", {"predictions": predictions})
+    # The page asks the API for studies queued after this instant and offers to show them (worklist-live.js).
+    return render(request, "diagnosis/dashboard.html", {"predictions": predictions, "opened_at": timezone.now()})
 
 
 @login_required

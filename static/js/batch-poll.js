@@ -16,7 +16,8 @@
       return;
     }
     Promise.all(urls.map(function (url) {
-      return fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      // Marked as background: polling is not activity and does not hold off the idle sign-out (accounts/idle.py).
+      return fetch(url, { headers: { Accept: "application/json", "X-Background-Request": "1" }, credentials: "same-origin" })
         .then(function (response) { return response.ok ? response.json() : null; })
         .catch(function () { return null; });
     })).then(function (bodies) {

@@ -43,4 +43,23 @@
 
   var rows = document.querySelectorAll("tr[data-live-url]");
   for (var i = 0; i < rows.length; i++) follow(rows[i], 2000);
+
+  // The worklist: studies uploaded since the page was opened (by this clinician elsewhere, a colleague, the
+  // PACS) are offered, not pushed in: "2 new studies — show them" reloads when the reader chooses.
+  var notice = document.getElementById("new-studies");
+  function newStudies() {
+    fetch(notice.getAttribute("data-url"), {
+      credentials: "same-origin", headers: { Accept: "application/json", "X-Background-Request": "1" } })
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+      .then(function (page) {
+        if (page.count > 0) {
+          document.getElementById("new-studies-link").textContent =
+            page.count + " new stud" + (page.count === 1 ? "y" : "ies") + " since you opened this page — show them";
+          notice.hidden = false;
+        }
+        setTimeout(newStudies, 15000);
+      })
+      .catch(function () { setTimeout(newStudies, 30000); });
+  }
+  if (notice) setTimeout(newStudies, 5000);
 })();

@@ -411,3 +411,20 @@ def test_the_batch_page_updates_itself_and_groups_each_result_with_its_reason(st
     expect(page.locator("[data-testid=upload-model-refused]")).to_contain_text("astronaut.png")
     refused = page.locator("[data-testid=upload-model-refused]").inner_text()
     assert "not a chest X-ray the model was validated on —" in refused and len(refused.split("—", 1)[1].strip()) > 10
+
+
+def test_the_worklist_offers_studies_uploaded_since_it_was_opened(stack, page):
+    from playwright.sync_api import expect
+
+    stack.log_in(page, "rita")  # a reviewer's worklist holds every clinician's studies
+    page.goto(stack.url("/"))
+    notice = page.locator("[data-testid=new-studies]")
+    expect(notice).to_be_hidden()
+    response = stack.submit_xray(stack.api_session("alice"), FIXTURE_XRAY, age="40",
+                                 patient_mrn=f"MRN-NEW-{uuid.uuid4().hex[:6]}", patient_name="Newly Uploaded")
+    assert response.status_code == 202, response.text
+    expect(notice).to_be_visible(timeout=60_000)
+    expect(notice).to_contain_text("1 new study since you opened this page")
+    notice.locator("a").click()
+    expect(page.locator("table.cards-on-phones")).to_contain_text("Newly Uploaded")
+    expect(page.locator("[data-testid=new-studies]")).to_be_hidden()

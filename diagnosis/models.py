@@ -319,6 +319,16 @@ class Prediction(models.Model):
                 raise ValueError(f"A {stored['status']} prediction is immutable except for its review ({field.name}).")
 
 
+def confirmed_label(label, verdict, corrected):
+    """The label a review confirms: the model's when the reviewer agrees, the corrected one when not ("" unreviewed).
+
+    The one reading of a review as ground truth: monitoring's figures and site calibration's evidence.
+    """
+    if not verdict:
+        return ""
+    return label if verdict == Prediction.Verdict.AGREE else corrected
+
+
 class SiteOperatingPoint(models.Model):
     """A population's operating point refitted on this site's reviewed studies (``diagnosis/site_points.py``).
 

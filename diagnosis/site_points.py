@@ -33,7 +33,7 @@ from django.utils import timezone
 from ml import site_calibration
 from ml.card import ModelCard, card_path
 
-from .models import Prediction, SiteOperatingPoint
+from .models import Prediction, SiteOperatingPoint, confirmed_label
 
 BIAS = ("Reviews outside the random sample were chosen by reviewers, who open flagged and borderline studies first: "
         "they over-represent studies near the threshold, so recall and specificity measured on them can be lower, "
@@ -63,11 +63,18 @@ def _read_card(path, mtime):
     return ModelCard.read(path)
 
 
+def read_served_card():
+    """The served checkpoint's ``ml.card.ModelCard``, read once per version of the file (monitoring reads it
+    too). Raises what ``ModelCard.read`` raises: FileNotFoundError, OSError, ValueError."""
+    path = card_path(settings.PNEUMOWEB_MODEL_PATH)
+    return _read_card(str(path), path.stat().st_mtime)
+
+
 def served_card():
-    """The served checkpoint's model card (re-read when the file changes); CalibrationRefused when unusable."""
+    """The served checkpoint's model card; CalibrationRefused when there is none, or none to refit."""
     path = card_path(settings.PNEUMOWEB_MODEL_PATH)
     try:
-        card = _read_card(str(path), path.stat().st_mtime)
+        card = read_served_card()
     except FileNotFoundError:
         raise CalibrationRefused(f"The served model has no card at {path}: there is no operating point to refit.") from None
     except (OSError, ValueError) as exc:
@@ -107,7 +114,7 @@ def evidence(population, model_sha256, until):
             .values_list("study__patient_id", "label", "review_verdict", "review_label", "probability", "review_sample"))
     patients, truth, probabilities, sampled = [], [], [], []
     for patient, label, verdict, corrected, probability, in_sample in rows:
-        confirmed = label if verdict == Prediction.Verdict.AGREE else corrected
+        confirmed = confirmed_label(label, verdict, corrected)
         if not confirmed:
             continue
         patients.append(patient)

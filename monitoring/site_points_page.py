@@ -16,21 +16,19 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from diagnosis import site_points
-from diagnosis.models import Prediction, SiteOperatingPoint
+from diagnosis.models import Prediction, SiteOperatingPoint, confirmed_label
 from diagnosis.permissions import can_monitor
 
-from .summary import rate
+from .summary import confusion_key, rate
 
 
 def in_use(rows):
     """Recall and specificity (Wilson 95 %) of reviewed predictions against the reviewers' labels."""
     c = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
     for label, verdict, corrected in rows:
-        truth = label if verdict == Prediction.Verdict.AGREE else corrected
-        if not truth:
-            continue
-        key = ("t" if label == truth else "f") + ("p" if label == Prediction.Label.PNEUMONIA else "n")
-        c[key] += 1
+        truth = confirmed_label(label, verdict, corrected)
+        if truth:
+            c[confusion_key(label, truth)] += 1
     recall, specificity = rate(c["tp"], c["tp"] + c["fn"]), rate(c["tn"], c["tn"] + c["fp"])
     return {"recall": recall, "specificity": specificity, "figures": [recall, specificity], "reviewed": sum(c.values())}
 

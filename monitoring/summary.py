@@ -11,12 +11,12 @@ stability index (PSI) as the drift statistic and an alert past ``PNEUMOWEB_DRIFT
 import logging
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from django.conf import settings
 
-from diagnosis.models import Prediction
-from ml.card import ModelCard, card_path
+from diagnosis.models import Prediction, confirmed_label
+from diagnosis.site_points import read_served_card
+from ml.card import card_path
 from ml.constants import HISTOGRAM_BINS as BINS  # the bins the model card records its histograms in
 from ml.populations import point_for_age
 
@@ -60,22 +60,24 @@ def psi(observed, expected, floor=1e-4):
     return value
 
 
-@lru_cache(maxsize=8)
-def _card(path, mtime):
-    return ModelCard.read(path)
-
-
 def card_for(name, sha256):
     """The model card of the deployed checkpoint when it is this version, else None."""
     path = card_path(settings.PNEUMOWEB_MODEL_PATH)
     if not path.exists():
         return None
     try:
-        card = _card(str(path), path.stat().st_mtime)
+        card = read_served_card()
     except (OSError, ValueError):  # a card we cannot read gives no reference, not a failed page
         log.warning("The model card %s could not be read; monitoring shows no drift statistic", path, exc_info=True)
         return None
     return card if card.name == name and card.weights_sha256 == sha256 else None
+
+
+def confusion_key(label, truth):
+    """"tp", "fp", "tn" or "fn": the model's label against the confirmed one."""
+    predicted_positive = label == Prediction.Label.PNEUMONIA
+    truly_positive = truth == Prediction.Label.PNEUMONIA
+    return ("t" if predicted_positive == truly_positive else "f") + ("p" if predicted_positive else "n")
 
 
 @dataclass
@@ -102,13 +104,9 @@ class Group:
             self.scored.append(row["probability"])
         if row["review_verdict"] and status == Prediction.Status.SUCCEEDED:
             self.reviewed += 1
-            agreed = row["review_verdict"] == Prediction.Verdict.AGREE
-            self.agreed += agreed
-            truth = row["label"] if agreed else row["review_label"]
-            predicted_positive = row["label"] == Prediction.Label.PNEUMONIA
-            truly_positive = truth == Prediction.Label.PNEUMONIA
-            key = ("t" if predicted_positive == truly_positive else "f") + ("p" if predicted_positive else "n")
-            self.confusion[key] += 1
+            self.agreed += row["review_verdict"] == Prediction.Verdict.AGREE
+            truth = confirmed_label(row["label"], row["review_verdict"], row["review_label"])
+            self.confusion[confusion_key(row["label"], truth)] += 1
 
     def summary(self, alert_at):
         c = self.confusion

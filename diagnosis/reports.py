@@ -169,19 +169,26 @@ def current_report(prediction):
     return report
 
 
-def overlay_image(prediction):
-    """PNG bytes of the X-ray with the combined heatmap over it where the map stands for evidence of pneumonia
-    (``Prediction.shows_heatmap``: the page's and the DICOM capture's rule); else the X-ray alone."""
+def overlay_picture(prediction, max_side=None):
+    """The X-ray (RGB, at most ``max_side`` pixels a side) with the combined heatmap over it where the map
+    stands for evidence of pneumonia (``Prediction.shows_heatmap``); else the X-ray alone. The one picture of
+    the PDF and of the DICOM secondary capture (pacs/exports.py), from files that passed their integrity check."""
     with open_verified(prediction.study, "image") as fh:
         xray = decode_image(fh, max_pixels=10**9, min_side=1)
-    xray.thumbnail((640, 640))
+    if max_side:
+        xray.thumbnail((max_side, max_side))
     picture = xray.convert("RGBA")
     if prediction.shows_heatmap:
         with open_verified(prediction, "heatmap") as fh:
             heat = Image.open(fh).convert("RGBA").resize(picture.size, Image.Resampling.BILINEAR)
         picture = Image.alpha_composite(picture, heat)
+    return picture.convert("RGB")
+
+
+def overlay_image(prediction):
+    """PNG bytes of the report's picture (:func:`overlay_picture`, 640 px a side at most)."""
     buffer = io.BytesIO()
-    picture.convert("RGB").save(buffer, format="PNG")
+    overlay_picture(prediction, max_side=640).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -393,6 +393,27 @@ def text_band_rows(height: int, lines: int = 1) -> int:
     return min(height, max(12, round(height * 0.07)) * lines)
 
 
+def _fitted_font(draw, lines, width, band):
+    """(font, size): the largest of Pillow's default font whose widest line fits the width, down to 6 px."""
+    room = width - 2 * max(2, width // 100)
+    size = max(8, int(band / len(lines) * 0.7))
+    font = _font(size)
+    while size > 6 and max(draw.textlength(line, font=font) for line in lines) > room:
+        size -= 1
+        font = _font(size)
+    return font, size
+
+
+def _draw_band(draw, lines, font, *, width, top, band):
+    """``lines`` in white, centred, on a near-black band of ``band`` rows from row ``top``."""
+    draw.rectangle([0, top, width - 1, top + band - 1], fill=(16, 16, 16))
+    step = band / len(lines)
+    for index, line in enumerate(lines):
+        left, upper, right, lower = draw.textbbox((0, 0), line, font=font)
+        draw.text(((width - (right - left)) / 2 - left, top + step * (index + 0.5) - (upper + lower) / 2), line,
+                  fill=(255, 255, 255), font=font)
+
+
 def burn_in(overlay_rgb: np.ndarray, text: str = BURNED_IN_TEXT) -> tuple[np.ndarray, int]:
     """``overlay_rgb`` with ``text`` in white on a near-black band across its top, and the band's rows.
 
@@ -404,22 +425,12 @@ def burn_in(overlay_rgb: np.ndarray, text: str = BURNED_IN_TEXT) -> tuple[np.nda
     image = Image.fromarray(overlay_rgb, mode="RGB")
     width, height = image.size
     draw = ImageDraw.Draw(image)
-    room = width - 2 * max(2, width // 100)
     for lines in ([text], text.split(" - ", 1)):
         band = text_band_rows(height, len(lines))
-        size = max(8, int(band / len(lines) * 0.7))
-        font = _font(size)
-        while size > 6 and max(draw.textlength(line, font=font) for line in lines) > room:
-            size -= 1
-            font = _font(size)
+        font, size = _fitted_font(draw, lines, width, band)
         if size >= 9:
             break
-    draw.rectangle([0, 0, width - 1, band - 1], fill=(16, 16, 16))
-    step = band / len(lines)
-    for index, line in enumerate(lines):
-        left, top, right, bottom = draw.textbbox((0, 0), line, font=font)
-        position = ((width - (right - left)) / 2 - left, step * (index + 0.5) - (top + bottom) / 2)
-        draw.text(position, line, fill=(255, 255, 255), font=font)
+    _draw_band(draw, lines, font, width=width, top=0, band=band)
     return np.asarray(image, dtype=np.uint8).copy(), band
 
 
@@ -441,19 +452,9 @@ def draw_result(image_rgb: np.ndarray, lines: list[str]) -> np.ndarray:
     image = Image.fromarray(image_rgb, mode="RGB")
     width, height = image.size
     draw = ImageDraw.Draw(image)
-    room = width - 2 * max(2, width // 100)
     band = text_band_rows(height, len(lines))
-    size = max(8, int(band / len(lines) * 0.7))
-    font = _font(size)
-    while size > 6 and max(draw.textlength(line, font=font) for line in lines) > room:
-        size -= 1
-        font = _font(size)
-    draw.rectangle([0, height - band, width - 1, height - 1], fill=(16, 16, 16))
-    step = band / len(lines)
-    for index, line in enumerate(lines):
-        left, top, right, bottom = draw.textbbox((0, 0), line, font=font)
-        position = ((width - (right - left)) / 2 - left, height - band + step * (index + 0.5) - (top + bottom) / 2)
-        draw.text(position, line, fill=(255, 255, 255), font=font)
+    font, _ = _fitted_font(draw, lines, width, band)
+    _draw_band(draw, lines, font, width=width, top=height - band, band=band)
     return np.asarray(image, dtype=np.uint8).copy()
 
 

@@ -26,11 +26,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from PIL import Image
 from pydicom.uid import generate_uid
 
-from diagnosis.integrity import StoredFileChanged, open_verified
+from diagnosis.integrity import StoredFileChanged
 from diagnosis.models import Prediction
+from diagnosis.reports import overlay_picture
 
 from . import send as sender
 from .dicom_out import Result, build_secondary_capture, build_sr
@@ -220,12 +220,5 @@ def result_of(prediction):
 
 
 def overlay(prediction):
-    """The film, with the heatmap laid over it where the map stands for evidence (``Prediction.shows_heatmap``:
-    the page's rule too), as an RGB array."""
-    with open_verified(prediction.study, "image") as film:
-        base = Image.open(film).convert("RGBA")
-        if not prediction.shows_heatmap:
-            return np.asarray(base.convert("RGB"))
-        with open_verified(prediction, "heatmap") as heat:
-            layer = Image.open(heat).convert("RGBA").resize(base.size, Image.Resampling.BILINEAR)
-        return np.asarray(Image.alpha_composite(base, layer).convert("RGB"))
+    """The capture's picture at the film's own size: the PDF's (``diagnosis.reports.overlay_picture``), as an array."""
+    return np.asarray(overlay_picture(prediction))

@@ -9,7 +9,6 @@ Every token is therefore issued after the same checks as a signed-in page.
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from knox.models import AuthToken
-from knox.settings import knox_settings
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -88,7 +87,7 @@ class ObtainToken(APIView):
         if refusal is not None:
             return refusal
         # A PACS sender's token lasts its own lifetime (accounts/sender_tokens.py), a person's the week.
-        instance, token = AuthToken.objects.create(user=user, expiry=token_lifetime_for(user) or knox_settings.TOKEN_TTL)
+        instance, token = AuthToken.objects.create(user=user, expiry=token_lifetime_for(user))
         # No session, so no user_logged_in: the trail is told here (a failed one goes through axes' signal).
         record_access(request._request, "signed in", user, what="for an API token")
         return Response({"token": token, "expiry": instance.expiry})

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from knox.models import AuthToken
+from knox.settings import knox_settings
 
 from .roles import GROUP, PACS_SENDER, is_pacs_sender
 
@@ -82,4 +83,4 @@ def ending_soon(now=None):
 
 def token_lifetime_for(user):
     """The lifetime of a token issued to ``user`` by the token endpoint: a sender's, or the people's."""
-    return lifetime() if is_pacs_sender(user) else None
+    return lifetime() if is_pacs_sender(user) else knox_settings.TOKEN_TTL

@@ -313,3 +313,32 @@ def test_dcmsend_hears_why_a_damaged_film_is_not_assessed(stack, orthanc, tmp_pa
     assert len(found) == 1, found
     content = orthanc.get(f"/instances/{found[0]['ID']}/simplified-tags")
     assert "Not assessed: the image could not be read" in str(content)
+
+
+# dcmtk's storescu proposes uncompressed syntaxes only unless told which compressed one to offer (and cannot
+# decompress a file itself), so a PACS-side operator passes the file's own: these are its flags for each.
+STORESCU_PROPOSE = {"jpeg-baseline": "-xy", "jpeg-extended": "-xx", "jpeg-lossless-sv1": "-xs",
+                    "jpeg-ls-lossless": "-xt", "jpeg-ls-near-lossless": "-xu", "jpeg-2000-lossless": "-xv",
+                    "jpeg-2000": "-xw", "rle": "-xr"}
+
+
+def test_dcmtks_storescu_sends_on_its_defaults_and_each_compressed_syntax_it_can_propose(stack, orthanc, tmp_path,
+                                                                                         listener_port):
+    from ..pacs.test_compressed import FILMS, renamed
+
+    plain = chest(patient_id="STORESCU-PLAIN", age="050Y")
+    plain.save_as(tmp_path / "plain.dcm", enforce_file_format=True)
+    sends = [("plain.dcm", [], plain.StudyInstanceUID)]
+    for path in FILMS:
+        if path.stem in ("jpeg-lossless",):  # process 14 (not SV1): storescu has no flag to propose it
+            continue
+        dataset = renamed(path)
+        dataset.PatientID = f"STORESCU-{path.stem}"
+        dataset.save_as(tmp_path / path.name, enforce_file_format=True)
+        sends.append((path.name, [STORESCU_PROPOSE[path.stem]], dataset.StudyInstanceUID))
+    for name, flags, _ in sends:
+        out = subprocess.run(["storescu", *flags, "-aet", "ORTHANC", "-aec", "PNEUMOWEB", "127.0.0.1",
+                              str(listener_port), str(tmp_path / name)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, (name, out.stdout + out.stderr)
+    for _, _, study_uid in sends:
+        wait_for_a_prediction(stack, study_uid)
